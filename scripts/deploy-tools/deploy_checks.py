@@ -6,7 +6,9 @@ Subcommands (each exits non-zero and prints one line per problem on failure):
                               OUT_K8S (for kubernetes-validate), CRD kinds to OUT_CRD
   rendered DIR                semantic checks on rendered chart variants
                               (StatefulSet contract, caps, CRD structure, skips)
-  rules-from-chart FILE OUT   extract a PrometheusRule's spec as a plain rules file
+  rules-from-chart SRC OUT [ALERT=N...]
+                              extract a PrometheusRule's spec as a plain rules file
+                              (and check overridden thresholds)
   compose FILE                docker-compose.yml services, ports, volumes, hardening
   dashboard FILE              Grafana dashboard structure
   metrics TELEMETRY_RS FILES  every pynomaly_* name used in FILES is exported
@@ -238,14 +240,21 @@ def cmd_rendered(src):
     finish()
 
 
-def cmd_rules_from_chart(src, out):
-    groups = []
-    for f in sorted(Path(src).glob("*.yaml")):
+def cmd_rules_from_chart(src, out, *expect):
+    """expect: ALERT=NUMBER pairs the alert's expression must end with."""
+    src = Path(src)
+    for f in [src] if src.is_file() else sorted(src.glob("*.yaml")):
         for d in load_docs(f):
             if d.get("kind") == "PrometheusRule":
                 groups = d["spec"]["groups"]
                 Path(out).write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
                 print(f"  {f.stem}: {sum(len(g['rules']) for g in groups)} rules extracted")
+                exprs = {r.get("alert"): r["expr"].strip() for g in groups for r in g["rules"]}
+                for pair in expect:
+                    alert, value = pair.split("=", 1)
+                    if not re.search(r"[<>]=?\s*" + re.escape(value) + "$", exprs.get(alert, "")):
+                        err(f"{alert}: expression does not end with threshold {value}: {exprs.get(alert)!r}")
+                finish()
                 return
     print(f"  no PrometheusRule in {src}")
     sys.exit(1)
