@@ -35,7 +35,9 @@ RUN mkdir -p src benches tests examples \
             /^\[/ { kind = "" } \
             kind != "" && /^name *=/ { n = $0; sub(/^name *= *"/, "", n); sub(/".*/, "", n); \
               dir = (kind == "bench") ? "benches" : (kind == "test") ? "tests" : "examples"; \
-              print "fn main() {}" > (dir "/" n ".rs") }' Cargo.toml \
+              print "fn main() {}" > (dir "/" n ".rs") } \
+            kind != "" && /^path *=/ { f = $0; sub(/^path *= *"/, "", f); sub(/".*/, "", f); \
+              system("mkdir -p \"$(dirname " f ")\""); print "fn main() {}" > f }' Cargo.toml \
     && cargo build --release --locked --bin pynomaly \
     && rm -rf src benches tests examples \
         target/release/pynomaly target/release/deps/pynomaly* \
