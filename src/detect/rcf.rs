@@ -1,0 +1,891 @@
+//! Random Cut Forest (Guha, Mishra, Roy & Schrijvers, "Robust Random Cut
+//! Forest Based Anomaly Detection on Streams", ICML 2016), with shingling,
+//! a sliding time-decay sample and per-feature attribution.
+//!
+//! # Model
+//! The input is shingled: the point of time `t` is the concatenation of the
+//! last `shingle` inputs (8 by default for a univariate series, 1 for
+//! multivariate records). Each of `trees` random cut trees holds a sample of
+//! up to `sample_size` points. A cut picks a dimension with probability
+//! proportional to its (scaled) range in the node's bounding box and a value
+//! uniformly in that range; insertion and deletion follow the paper
+//! (insertion draws a cut in the box extended by the new point and splits
+//! there if the cut separates the point, otherwise descends).
+//!
+//! # Sampling (time decay)
+//! Until a tree's sample is full every point enters it; afterwards each point
+//! enters each tree independently with probability `sample_rate`, and the
+//! tree then forgets its *oldest* point. A tree's sample is therefore a random
+//! thinning of roughly the last `sample_size / sample_rate` points (2,560 by
+//! default, the memory of AWS RCF's default time decay `0.1 / sample_size`),
+//! and an update touches only about `trees · sample_rate` trees. Forgetting
+//! the oldest point bounds the age of the sample, so points live in a ring of
+//! recent inputs (`window` steps) instead of a separate point store.
+//!
+//! # Scale
+//! Cut probabilities and scores weigh each dimension's range by `1 / sd` of
+//! its feature (running standard deviation, no look-ahead). Points are stored
+//! raw, so boxes stay exact as the scale estimate moves.
+//!
+//! # Score: expected collusive displacement
+//! The raw score is the forest mean of the *expected* displacement (CoDisp)
+//! of inserting the point, computed without inserting it: walking from the
+//! root, at each node the point is separated from the node's box with
+//! probability `p = gap / (range + gap)` (scaled sums over dimensions); if
+//! separated there, its CoDisp is the larger of the node's mass (the points it
+//! would displace) and the largest sibling-to-own mass ratio of the ancestors
+//! above. A duplicate of a sampled point only gets the ancestors' ratio.
+//! Typical points score a few units, isolated ones up to `sample_size`.
+//!
+//! # Attribution
+//! Each separation term is split across dimensions in proportion to that
+//! dimension's scaled gap (which side of the box the point left), then summed
+//! over the shingle positions of each input feature and normalized.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::scaler::FeatureStats;
+use super::{FeatureExplanation, OnlineDetector, SplitMix64};
+
+/// Default trees: 50, AWS RCF's default.
+pub const DEFAULT_TREES: u32 = 50;
+/// Default sample per tree: 256, the paper's and AWS's default.
+pub const DEFAULT_SAMPLE_SIZE: u32 = 256;
+/// Default shingle for univariate input (issue 3; AWS's examples use 8).
+pub const DEFAULT_UNIVARIATE_SHINGLE: u32 = 8;
+/// Default probability that a point enters a full tree: 0.1, i.e. a memory
+/// of `sample_size / 0.1` points, as AWS's default time decay.
+pub const DEFAULT_SAMPLE_RATE: f64 = 0.1;
+/// Ring length as a multiple of the expected memory `sample_size /
+/// sample_rate`. A tree's oldest point is older than 1.5× that only if fewer
+/// than `sample_size` of the last `1.5 · sample_size / rate` points were
+/// accepted: about 8 standard deviations below the mean for 256, so forced
+/// evictions are practically never needed (but are handled).
+const RING_FACTOR: f64 = 1.5;
+/// Unit weights for the fallback cut (dimensions beyond are never cut then).
+const UNIT_WEIGHTS: &[f64] = &[1.0; 512];
+/// Null/child marker.
+const NIL: u32 = u32::MAX;
+
+/// Validated Random Cut Forest parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RcfParams {
+    /// Number of trees.
+    pub trees: u32,
+    /// Points per tree.
+    pub sample_size: u32,
+    /// Inputs per shingle; 0 = automatic (8 for one feature, else 1).
+    pub shingle: u32,
+    /// Probability that a point enters a full tree.
+    pub sample_rate: f64,
+}
+
+impl Default for RcfParams {
+    fn default() -> Self {
+        RcfParams {
+            trees: DEFAULT_TREES,
+            sample_size: DEFAULT_SAMPLE_SIZE,
+            shingle: 0,
+            sample_rate: DEFAULT_SAMPLE_RATE,
+        }
+    }
+}
+
+impl RcfParams {
+    /// Checks ranges: `1..=1000` trees, sample `2..=65536`, shingle `0..=64`,
+    /// rate in `(0, 1]`.
+    pub fn validate(self) -> Result<Self, String> {
+        if !(1..=1000).contains(&self.trees) {
+            return Err(format!("rcf trees must be in 1..=1000, got {}", self.trees));
+        }
+        if !(2..=65536).contains(&self.sample_size) {
+            return Err(format!(
+                "rcf sample_size must be in 2..=65536, got {}",
+                self.sample_size
+            ));
+        }
+        if self.shingle > 64 {
+            return Err(format!(
+                "rcf shingle must be in 0..=64, got {}",
+                self.shingle
+            ));
+        }
+        if !(self.sample_rate > 0.0 && self.sample_rate <= 1.0) {
+            return Err(format!(
+                "rcf sample_rate must be in (0, 1], got {}",
+                self.sample_rate
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Null-model threshold floor: an expected displacement of 2% of the
+    /// sample (about 5 of 256), above typical points' few units; the
+    /// empirical quantile decides above it.
+    pub fn prior_threshold(self) -> f64 {
+        0.02 * f64::from(self.sample_size)
+    }
+
+    fn shingle_for(self, d: usize) -> usize {
+        match self.shingle {
+            0 if d <= 1 => DEFAULT_UNIVARIATE_SHINGLE as usize,
+            0 => 1,
+            s => s as usize,
+        }
+    }
+}
+
+#[inline]
+fn is_leaf(r: u32) -> bool {
+    r & 1 == 1
+}
+#[inline]
+fn ix(r: u32) -> usize {
+    (r >> 1) as usize
+}
+#[inline]
+fn leaf_ref(i: usize) -> u32 {
+    ((i as u32) << 1) | 1
+}
+#[inline]
+fn node_ref(i: usize) -> u32 {
+    (i as u32) << 1
+}
+
+/// Internal node: a cut and two children (tagged refs: low bit 1 = leaf).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Internal {
+    left: u32,
+    right: u32,
+    parent: u32,
+    dim: u32,
+    cut: f64,
+    mass: u32,
+}
+
+/// Leaf: one distinct point (its newest copy) and how many copies it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Leaf {
+    point: u64,
+    mass: u32,
+    parent: u32,
+}
+
+/// Recent inputs: the point of time `t` is read from here.
+struct Points<'a> {
+    ring: &'a [f64],
+    cap: u64,
+    d: usize,
+    shingle: usize,
+}
+
+impl Points<'_> {
+    fn get(&self, t: u64, out: &mut [f64]) {
+        let first = t + 1 - self.shingle as u64;
+        for k in 0..self.shingle {
+            let slot = ((first + k as u64) % self.cap) as usize * self.d;
+            out[k * self.d..(k + 1) * self.d].copy_from_slice(&self.ring[slot..slot + self.d]);
+        }
+    }
+}
+
+/// One random cut tree and its FIFO sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Tree {
+    root: u32,
+    nodes: Vec<Internal>,
+    leaves: Vec<Leaf>,
+    free_nodes: Vec<u32>,
+    free_leaves: Vec<u32>,
+    /// Times of the sampled points, oldest first.
+    queue: VecDeque<u64>,
+    /// Bounding boxes of internal nodes (`lo` then `hi`, `2 · dims` values
+    /// each): derived from the points, rebuilt after a restore.
+    #[serde(skip)]
+    boxes: Cache,
+}
+
+/// Derived data left out of snapshots and of equality.
+#[derive(Debug, Clone, Default)]
+struct Cache(Vec<f64>);
+
+impl PartialEq for Cache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// Per-update buffers.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    clean: Vec<f64>,
+    p: Vec<f64>,
+    q: Vec<f64>,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+    w: Vec<f64>,
+    attr: Vec<f64>,
+    feat: Vec<f64>,
+}
+
+impl PartialEq for Scratch {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Tree {
+    fn new(sample: usize) -> Tree {
+        Tree {
+            root: NIL,
+            nodes: Vec::with_capacity(sample),
+            leaves: Vec::with_capacity(sample),
+            free_nodes: Vec::new(),
+            free_leaves: Vec::new(),
+            queue: VecDeque::with_capacity(sample + 1),
+            boxes: Cache::default(),
+        }
+    }
+
+    fn mass(&self, r: u32) -> u32 {
+        if is_leaf(r) {
+            self.leaves[ix(r)].mass
+        } else {
+            self.nodes[ix(r)].mass
+        }
+    }
+
+    fn set_parent(&mut self, r: u32, parent: u32) {
+        if is_leaf(r) {
+            self.leaves[ix(r)].parent = parent;
+        } else {
+            self.nodes[ix(r)].parent = parent;
+        }
+    }
+
+    fn replace_child(&mut self, parent: u32, old: u32, new: u32) {
+        if parent == NIL {
+            self.root = new;
+        } else {
+            let n = &mut self.nodes[parent as usize];
+            if n.left == old {
+                n.left = new;
+            } else {
+                n.right = new;
+            }
+        }
+    }
+
+    fn alloc_leaf(&mut self, leaf: Leaf) -> usize {
+        if let Some(i) = self.free_leaves.pop() {
+            self.leaves[i as usize] = leaf;
+            i as usize
+        } else {
+            self.leaves.push(leaf);
+            self.leaves.len() - 1
+        }
+    }
+
+    fn alloc_node(&mut self, node: Internal, dims: usize) -> usize {
+        if let Some(i) = self.free_nodes.pop() {
+            self.nodes[i as usize] = node;
+            i as usize
+        } else {
+            self.nodes.push(node);
+            self.boxes.0.resize(self.nodes.len() * 2 * dims, 0.0);
+            self.nodes.len() - 1
+        }
+    }
+
+    /// Unions the box of `r` into `lo`/`hi`.
+    fn union_into(
+        &self,
+        r: u32,
+        dims: usize,
+        pts: &Points,
+        q: &mut [f64],
+        lo: &mut [f64],
+        hi: &mut [f64],
+    ) {
+        if is_leaf(r) {
+            pts.get(self.leaves[ix(r)].point, q);
+            for j in 0..dims {
+                lo[j] = lo[j].min(q[j]);
+                hi[j] = hi[j].max(q[j]);
+            }
+        } else {
+            let b = &self.boxes.0[ix(r) * 2 * dims..(ix(r) + 1) * 2 * dims];
+            for j in 0..dims {
+                lo[j] = lo[j].min(b[j]);
+                hi[j] = hi[j].max(b[dims + j]);
+            }
+        }
+    }
+
+    /// Recomputes the box of internal node `n` from its children.
+    fn refresh_box(&mut self, n: usize, dims: usize, pts: &Points, sc: &mut Scratch) {
+        sc.lo.iter_mut().for_each(|v| *v = f64::INFINITY);
+        sc.hi.iter_mut().for_each(|v| *v = f64::NEG_INFINITY);
+        let (l, r) = (self.nodes[n].left, self.nodes[n].right);
+        self.union_into(l, dims, pts, &mut sc.q, &mut sc.lo, &mut sc.hi);
+        self.union_into(r, dims, pts, &mut sc.q, &mut sc.lo, &mut sc.hi);
+        let b = &mut self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
+        b[..dims].copy_from_slice(&sc.lo);
+        b[dims..].copy_from_slice(&sc.hi);
+    }
+
+    /// Rebuilds every box bottom-up (after a restore).
+    fn rebuild_boxes(&mut self, dims: usize, pts: &Points, sc: &mut Scratch) {
+        self.boxes.0.clear();
+        self.boxes.0.resize(self.nodes.len() * 2 * dims, 0.0);
+        if self.root == NIL || is_leaf(self.root) {
+            return;
+        }
+        // Post-order without recursion: push (node, children done).
+        let mut stack = vec![(ix(self.root), false)];
+        while let Some((n, done)) = stack.pop() {
+            if done {
+                self.refresh_box(n, dims, pts, sc);
+                continue;
+            }
+            stack.push((n, true));
+            for c in [self.nodes[n].left, self.nodes[n].right] {
+                if !is_leaf(c) {
+                    stack.push((ix(c), false));
+                }
+            }
+        }
+    }
+
+    /// Draws a cut in the box `lo..hi` with dimensions weighted by `w`.
+    /// Returns `None` when the box is a single point.
+    fn draw_cut(lo: &[f64], hi: &[f64], w: &[f64], rng: &mut SplitMix64) -> Option<(usize, f64)> {
+        let mut total: f64 = (0..lo.len()).map(|j| w[j] * (hi[j] - lo[j])).sum();
+        let mut w = w;
+        if !(total > 0.0 && total.is_finite()) {
+            // Weighted ranges under- or overflowed (subnormal differences, a
+            // huge scale ratio): fall back to unit weights for this cut.
+            w = UNIT_WEIGHTS.get(..lo.len()).unwrap_or(UNIT_WEIGHTS);
+            total = (0..lo.len().min(w.len())).map(|j| hi[j] - lo[j]).sum();
+            if !(total > 0.0 && total.is_finite()) {
+                return None;
+            }
+        }
+        let mut r = rng.next_f64() * total;
+        let mut last = 0;
+        for j in 0..lo.len().min(w.len()) {
+            let span = w[j] * (hi[j] - lo[j]);
+            if span <= 0.0 {
+                continue;
+            }
+            last = j;
+            if r < span {
+                let v = lo[j] + r / w[j];
+                return Some((j, if v < hi[j] { v } else { lo[j] }));
+            }
+            r -= span;
+        }
+        // Rounding ran past the end: cut the last dimension with a range.
+        Some((last, lo[last]))
+    }
+
+    /// Inserts the point of time `t` with values `sc.p`.
+    fn insert(
+        &mut self,
+        t: u64,
+        dims: usize,
+        pts: &Points,
+        rng: &mut SplitMix64,
+        sc: &mut Scratch,
+    ) {
+        let new_leaf = self.alloc_leaf(Leaf {
+            point: t,
+            mass: 1,
+            parent: NIL,
+        });
+        let new_ref = leaf_ref(new_leaf);
+        if self.root == NIL {
+            self.root = new_ref;
+            return;
+        }
+        let mut cur = self.root;
+        let mut parent = NIL;
+        loop {
+            if is_leaf(cur) {
+                let l = ix(cur);
+                pts.get(self.leaves[l].point, &mut sc.q);
+                for j in 0..dims {
+                    sc.lo[j] = sc.q[j].min(sc.p[j]);
+                    sc.hi[j] = sc.q[j].max(sc.p[j]);
+                }
+                let cut = if sc.q == sc.p {
+                    None
+                } else {
+                    Self::draw_cut(&sc.lo, &sc.hi, &sc.w, rng)
+                };
+                match cut {
+                    None => {
+                        // A duplicate: the leaf keeps its newest copy.
+                        self.free_leaves.push(new_leaf as u32);
+                        let leaf = &mut self.leaves[l];
+                        leaf.mass += 1;
+                        leaf.point = t;
+                    }
+                    Some((dim, cut)) => {
+                        let mass = self.leaves[l].mass + 1;
+                        self.split_at(cur, parent, new_ref, dim, cut, mass, dims, sc);
+                    }
+                }
+                return;
+            }
+            let n = ix(cur);
+            let b = &self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
+            for j in 0..dims {
+                sc.lo[j] = b[j].min(sc.p[j]);
+                sc.hi[j] = b[dims + j].max(sc.p[j]);
+            }
+            if let Some((dim, cut)) = Self::draw_cut(&sc.lo, &sc.hi, &sc.w, rng) {
+                let (blo, bhi) = (b[dim], b[dims + dim]);
+                let p = sc.p[dim];
+                let separates = (p < blo && cut < blo) || (p > bhi && cut >= bhi);
+                if separates {
+                    let mass = self.nodes[n].mass + 1;
+                    self.split_at(cur, parent, new_ref, dim, cut, mass, dims, sc);
+                    return;
+                }
+            }
+            // Descend: this node gains the point.
+            self.nodes[n].mass += 1;
+            let b = &mut self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
+            b[..dims].copy_from_slice(&sc.lo);
+            b[dims..].copy_from_slice(&sc.hi);
+            let node = self.nodes[n];
+            parent = n as u32;
+            cur = if sc.p[node.dim as usize] <= node.cut {
+                node.left
+            } else {
+                node.right
+            };
+        }
+    }
+
+    /// Puts a new internal node with box `sc.lo..sc.hi` above `cur`, with the
+    /// new leaf on the side of the cut where the new point `sc.p` falls.
+    #[allow(clippy::too_many_arguments)]
+    fn split_at(
+        &mut self,
+        cur: u32,
+        parent: u32,
+        new_ref: u32,
+        dim: usize,
+        cut: f64,
+        mass: u32,
+        dims: usize,
+        sc: &Scratch,
+    ) {
+        let (left, right) = if sc.p[dim] <= cut {
+            (new_ref, cur)
+        } else {
+            (cur, new_ref)
+        };
+        let n = self.alloc_node(
+            Internal {
+                left,
+                right,
+                parent,
+                dim: dim as u32,
+                cut,
+                mass,
+            },
+            dims,
+        );
+        let b = &mut self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
+        b[..dims].copy_from_slice(&sc.lo);
+        b[dims..].copy_from_slice(&sc.hi);
+        self.replace_child(parent, cur, node_ref(n));
+        self.set_parent(cur, n as u32);
+        self.set_parent(new_ref, n as u32);
+    }
+
+    /// Deletes one copy of the point of time `t`.
+    fn delete(&mut self, t: u64, dims: usize, pts: &Points, sc: &mut Scratch) {
+        pts.get(t, &mut sc.p);
+        let mut cur = self.root;
+        if cur == NIL {
+            return;
+        }
+        while !is_leaf(cur) {
+            let node = &self.nodes[ix(cur)];
+            cur = if sc.p[node.dim as usize] <= node.cut {
+                node.left
+            } else {
+                node.right
+            };
+        }
+        let l = ix(cur);
+        pts.get(self.leaves[l].point, &mut sc.q);
+        if sc.q != sc.p {
+            // Invariant broken (cannot happen: every sampled point routes to
+            // its own leaf); leave the tree as it is rather than panic.
+            debug_assert!(false, "rcf: sampled point not found");
+            return;
+        }
+        let parent = self.leaves[l].parent;
+        if self.leaves[l].mass > 1 {
+            self.leaves[l].mass -= 1;
+            let mut g = parent;
+            while g != NIL {
+                self.nodes[g as usize].mass -= 1;
+                g = self.nodes[g as usize].parent;
+            }
+            return;
+        }
+        self.free_leaves.push(l as u32);
+        if parent == NIL {
+            self.root = NIL;
+            return;
+        }
+        let pn = self.nodes[parent as usize];
+        let sibling = if pn.left == cur { pn.right } else { pn.left };
+        self.replace_child(pn.parent, node_ref(parent as usize), sibling);
+        self.set_parent(sibling, pn.parent);
+        self.free_nodes.push(parent);
+        let mut g = pn.parent;
+        while g != NIL {
+            self.nodes[g as usize].mass -= 1;
+            self.refresh_box(g as usize, dims, pts, sc);
+            g = self.nodes[g as usize].parent;
+        }
+    }
+
+    /// Expected CoDisp of `sc.p`; adds per-dimension attribution to `sc.attr`.
+    fn score(&self, dims: usize, pts: &Points, sc: &mut Scratch) -> f64 {
+        if self.root == NIL {
+            return 0.0;
+        }
+        let mut cur = self.root;
+        let mut survive = 1.0;
+        let mut ratio: f64 = 0.0;
+        let mut e = 0.0;
+        loop {
+            if is_leaf(cur) {
+                let leaf = &self.leaves[ix(cur)];
+                pts.get(leaf.point, &mut sc.q);
+                let mut gap = 0.0;
+                for j in 0..dims {
+                    gap += sc.w[j] * (sc.p[j] - sc.q[j]).abs();
+                }
+                if gap > 0.0 {
+                    let c = survive * f64::from(leaf.mass).max(ratio);
+                    e += c;
+                    for j in 0..dims {
+                        sc.attr[j] += c * sc.w[j] * (sc.p[j] - sc.q[j]).abs() / gap;
+                    }
+                } else {
+                    e += survive * ratio;
+                }
+                return e;
+            }
+            let n = ix(cur);
+            let node = &self.nodes[n];
+            let b = &self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
+            let (mut range, mut gap) = (0.0, 0.0);
+            for j in 0..dims {
+                let (lo, hi, p) = (b[j], b[dims + j], sc.p[j]);
+                range += sc.w[j] * (hi - lo);
+                gap += sc.w[j] * ((lo - p).max(0.0) + (p - hi).max(0.0));
+            }
+            if gap > 0.0 {
+                let prob = gap / (range + gap);
+                let c = survive * prob * f64::from(node.mass).max(ratio);
+                e += c;
+                for j in 0..dims {
+                    let (lo, hi, p) = (b[j], b[dims + j], sc.p[j]);
+                    let g = sc.w[j] * ((lo - p).max(0.0) + (p - hi).max(0.0));
+                    sc.attr[j] += c * g / gap;
+                }
+                survive *= 1.0 - prob;
+                if survive < 1e-12 {
+                    return e;
+                }
+            }
+            let (child, sib) = if sc.p[node.dim as usize] <= node.cut {
+                (node.left, node.right)
+            } else {
+                (node.right, node.left)
+            };
+            ratio = ratio.max(f64::from(self.mass(sib)) / (f64::from(self.mass(child)) + 1.0));
+            cur = child;
+        }
+    }
+}
+
+/// Random Cut Forest detector state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RandomCutForest {
+    params: RcfParams,
+    shingle: u32,
+    stats: FeatureStats,
+    /// Last `cap` inputs, `d` values each, at slot `t % cap`.
+    ring: Vec<f64>,
+    cap: u64,
+    /// Inputs seen (the time of the next one).
+    t: u64,
+    trees: Vec<Tree>,
+    rng: SplitMix64,
+    #[serde(skip)]
+    scratch: Scratch,
+}
+
+impl RandomCutForest {
+    /// A fresh forest for `d` features; `params` must be validated.
+    pub fn new(d: usize, params: RcfParams, seed: u64) -> Self {
+        let d = d.max(1);
+        let shingle = params.shingle_for(d);
+        let memory = f64::from(params.sample_size) / params.sample_rate.clamp(1e-6, 1.0);
+        let cap = ((RING_FACTOR * memory).ceil() as u64)
+            .max(2 * u64::from(params.sample_size))
+            .saturating_add(shingle as u64);
+        RandomCutForest {
+            params,
+            shingle: shingle as u32,
+            stats: FeatureStats::new(d),
+            ring: vec![0.0; cap as usize * d],
+            cap,
+            t: 0,
+            trees: (0..params.trees)
+                .map(|_| Tree::new(params.sample_size as usize))
+                .collect(),
+            rng: SplitMix64::new(seed),
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Dimensions of a shingled point.
+    fn dims(&self) -> usize {
+        self.shingle as usize * self.stats.dim()
+    }
+}
+
+impl OnlineDetector for RandomCutForest {
+    fn update(&mut self, x: &[f64], _threshold: f64, explain: &mut Vec<FeatureExplanation>) -> f64 {
+        let d = self.stats.dim();
+        let dims = self.dims();
+        let s = self.shingle as usize;
+        let mut sc = std::mem::take(&mut self.scratch);
+        for v in [
+            &mut sc.p,
+            &mut sc.q,
+            &mut sc.lo,
+            &mut sc.hi,
+            &mut sc.w,
+            &mut sc.attr,
+        ] {
+            v.clear();
+            v.resize(dims, 0.0);
+        }
+        self.stats.sanitize(x, &mut sc.clean);
+        // Scale weights from the statistics before this point.
+        for j in 0..d {
+            let sd = self.stats.sd(j);
+            let w = if sd > 0.0 && sd.is_finite() {
+                1.0 / sd
+            } else {
+                1.0
+            };
+            for k in 0..s {
+                sc.w[k * d + j] = w;
+            }
+        }
+        let t = self.t;
+        let pts_ring = &mut self.ring;
+        // Forget points whose oldest input is about to be overwritten.
+        if t >= self.cap {
+            let oldest_kept = t - self.cap + s as u64; // first point time still readable after the write
+            let pts = Points {
+                ring: pts_ring,
+                cap: self.cap,
+                d,
+                shingle: s,
+            };
+            for tree in &mut self.trees {
+                if tree.boxes.0.len() != tree.nodes.len() * 2 * dims {
+                    tree.rebuild_boxes(dims, &pts, &mut sc);
+                }
+                while tree.queue.front().is_some_and(|&f| f < oldest_kept) {
+                    if let Some(f) = tree.queue.pop_front() {
+                        tree.delete(f, dims, &pts, &mut sc);
+                    }
+                }
+            }
+        }
+        let slot = (t % self.cap) as usize * d;
+        pts_ring[slot..slot + d].copy_from_slice(&sc.clean);
+        let pts = Points {
+            ring: &self.ring,
+            cap: self.cap,
+            d,
+            shingle: s,
+        };
+        let mut raw = 0.0;
+        if t + 1 >= s as u64 {
+            let mut total = 0.0;
+            for tree in &mut self.trees {
+                if tree.boxes.0.len() != tree.nodes.len() * 2 * dims {
+                    tree.rebuild_boxes(dims, &pts, &mut sc);
+                }
+                pts.get(t, &mut sc.p);
+                total += tree.score(dims, &pts, &mut sc);
+            }
+            raw = total / self.trees.len().max(1) as f64;
+            let full = self.params.sample_size as usize;
+            for tree in &mut self.trees {
+                let accept =
+                    tree.queue.len() < full || self.rng.next_f64() < self.params.sample_rate;
+                if !accept {
+                    continue;
+                }
+                if tree.queue.len() >= full {
+                    if let Some(f) = tree.queue.pop_front() {
+                        tree.delete(f, dims, &pts, &mut sc);
+                    }
+                }
+                pts.get(t, &mut sc.p);
+                tree.insert(t, dims, &pts, &mut self.rng, &mut sc);
+                tree.queue.push_back(t);
+            }
+        }
+        sc.feat.clear();
+        sc.feat.resize(d, 0.0);
+        for (k, a) in sc.attr.iter().enumerate() {
+            sc.feat[k % d] += a;
+        }
+        self.stats.explain(&sc.feat, explain);
+        self.stats.learn(&sc.clean);
+        self.t += 1;
+        self.scratch = sc;
+        if raw.is_finite() {
+            raw.max(0.0)
+        } else {
+            0.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(d: &mut RandomCutForest, pts: &[Vec<f64>]) -> Vec<f64> {
+        let mut ex = Vec::new();
+        pts.iter().map(|p| d.update(p, 0.0, &mut ex)).collect()
+    }
+
+    fn blob(n: usize, seed: u64) -> Vec<Vec<f64>> {
+        let mut r = SplitMix64::new(seed);
+        (0..n)
+            .map(|_| {
+                vec![
+                    r.next_gaussian(),
+                    10.0 + 5.0 * r.next_gaussian(),
+                    r.next_f64(),
+                ]
+            })
+            .collect()
+    }
+
+    fn small() -> RcfParams {
+        RcfParams {
+            trees: 20,
+            sample_size: 64,
+            sample_rate: 0.2,
+            ..RcfParams::default()
+        }
+    }
+
+    #[test]
+    fn flags_an_obvious_outlier_and_attributes_it() {
+        let mut d = RandomCutForest::new(3, RcfParams::default(), 1);
+        let normal = run(&mut d, &blob(1500, 2));
+        let mut ex = Vec::new();
+        let out = d.update(&[8.0, 10.0, 0.5], 0.0, &mut ex);
+        let mut tail = normal[500..].to_vec();
+        tail.sort_by(f64::total_cmp);
+        let max = tail[tail.len() - 1];
+        assert!(out > max, "outlier {out} vs max normal {max}");
+        let total: f64 = ex.iter().map(|e| e.contribution).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{ex:?}");
+        assert!(ex[0].contribution > 0.8, "{ex:?}");
+    }
+
+    #[test]
+    fn shingled_univariate_catches_a_broken_pattern() {
+        let mut d = RandomCutForest::new(1, RcfParams::default(), 3);
+        let series: Vec<Vec<f64>> = (0..3000)
+            .map(|i| vec![(i as f64 * std::f64::consts::TAU / 25.0).sin()])
+            .collect();
+        let normal = run(&mut d, &series);
+        let max = normal[1000..].iter().cloned().fold(0.0, f64::max);
+        // A value inside the normal range but out of phase.
+        let mut ex = Vec::new();
+        let out = d.update(&[-0.9], 0.0, &mut ex);
+        let _ = d.update(&[0.9], 0.0, &mut ex);
+        assert!(out > 2.0 * max, "break {out} vs max normal {max}");
+    }
+
+    #[test]
+    fn snapshot_restore_continue_identical_and_seeded() {
+        let pts = blob(4000, 3);
+        let mut a = RandomCutForest::new(3, small(), 9);
+        let mut b = RandomCutForest::new(3, small(), 9);
+        let sa = run(&mut a, &pts[..1200]);
+        assert_eq!(sa, run(&mut b, &pts[..1200]));
+        let bytes = postcard::to_stdvec(&b).unwrap();
+        let mut b: RandomCutForest = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(run(&mut a, &pts[1200..]), run(&mut b, &pts[1200..]));
+        let mut c = RandomCutForest::new(3, small(), 10);
+        assert_ne!(sa, run(&mut c, &pts[..1200]));
+    }
+
+    #[test]
+    fn survives_hostile_input_and_ring_wraparound() {
+        let mut d = RandomCutForest::new(2, small(), 5);
+        let mut r = SplitMix64::new(1);
+        let mut ex = Vec::new();
+        for i in 0..6000 {
+            let x = match i % 331 {
+                0 => [f64::NAN, f64::INFINITY],
+                1 => [f64::MAX, -f64::MAX],
+                2 => [1e-310, 0.0],
+                3 | 4 | 5 => [1.0, 1.0],
+                _ => [r.next_f64(), (r.next_f64() * 4.0).floor()],
+            };
+            let s = d.update(&x, 0.0, &mut ex);
+            for tree in &d.trees {
+                if tree.root != NIL && !is_leaf(tree.root) {
+                    assert_eq!(
+                        tree.nodes[ix(tree.root)].mass as usize,
+                        tree.queue.len(),
+                        "at {i} {x:?}"
+                    );
+                }
+            }
+            assert!(s.is_finite() && s >= 0.0, "{s}");
+            assert!(ex.iter().all(|e| e.contribution.is_finite()));
+        }
+        for tree in &d.trees {
+            assert_eq!(tree.queue.len(), 64);
+            if !is_leaf(tree.root) {
+                assert_eq!(tree.nodes[ix(tree.root)].mass, 64);
+            }
+        }
+        assert!(RcfParams {
+            sample_rate: 0.0,
+            ..small()
+        }
+        .validate()
+        .is_err());
+    }
+}
