@@ -1,0 +1,542 @@
+//! Online anomaly detectors: pure algorithms, no I/O, no async, no Kafka.
+//!
+//! # Lifecycle
+//! A [`KeyedDetector`] is created for one entity key from a validated
+//! [`DetectorSpec`] and a per-key seed ([`seed_for_key`]). Every point goes
+//! through [`KeyedDetector::update`], which *first scores the point against
+//! what was learned so far, then learns it* (prequential order, no look-ahead).
+//! The whole state can be snapshot with [`KeyedDetector::to_bytes`] and
+//! restored with [`KeyedDetector::from_bytes`]; restoring and continuing gives
+//! bit-identical scores to an uninterrupted run, because every algorithm is
+//! plain deterministic f64 arithmetic driven by its own seeded generator.
+//!
+//! # Scores
+//! Base detectors produce a non-negative *raw* score (larger = more unusual).
+//! The [`calibrate::Calibrator`] turns it into a threshold chosen from the
+//! contamination rate and a calibrated score in `[0, 1]` with `score >= 0.5`
+//! exactly when the point is flagged, so scores are comparable across detectors.
+
+pub mod automl;
+pub mod calibrate;
+pub mod changepoint;
+pub mod ensemble;
+pub mod ewma;
+pub mod gaussian;
+pub mod hst;
+pub mod loda;
+pub mod mad;
+pub mod rcf;
+pub mod rng;
+pub mod scaler;
+pub mod seasonal;
+pub mod spot;
+pub mod univariate;
+
+#[cfg(test)]
+mod proptests;
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use automl::AutoMl;
+pub use calibrate::{Calibrator, ThresholdMode};
+pub use changepoint::Cusum;
+pub use ensemble::Ensemble;
+pub use ewma::Ewma;
+pub use gaussian::WindowedGaussian;
+pub use hst::HalfSpaceTrees;
+pub use loda::Loda;
+pub use rcf::RandomCutForest;
+pub use mad::Mad;
+pub use rng::{seed_for_key, SplitMix64};
+pub use seasonal::Seasonal;
+pub use univariate::{PerFeature, Univariate};
+
+/// Version byte written first in every state snapshot. Bump it when the
+/// encoding changes, and keep reading the old one (golden files in tests).
+pub const STATE_VERSION: u8 = 1;
+
+/// Factor applied to calibrated scores while alarms are suppressed: below
+/// 0.5, so a suppressed point is never reported as an anomaly.
+pub const SUPPRESSED_SCALE: f64 = 0.25;
+
+/// Per-feature explanation of one score.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct FeatureExplanation {
+    /// What the detector expected this feature to be.
+    pub expected: f64,
+    /// Lower edge of the normal range at the current threshold.
+    pub lower: f64,
+    /// Upper edge of the normal range at the current threshold.
+    pub upper: f64,
+    /// Share of the raw score attributed to this feature, in `[0, 1]`.
+    pub contribution: f64,
+}
+
+/// The outcome of scoring one point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// Calibrated score in `[0, 1]`; `>= 0.5` exactly when `is_anomaly`
+    /// (outside warm-up and suppression).
+    pub score: f64,
+    /// The detector's own raw score (non-negative, finite).
+    pub raw: f64,
+    /// The raw-score threshold in force for this point.
+    pub threshold: f64,
+    /// Whether the point is flagged.
+    pub is_anomaly: bool,
+    /// True while the key is still warming up: the score is 0 and nothing is flagged.
+    pub warming_up: bool,
+    /// One entry per feature, in input order.
+    pub features: Vec<FeatureExplanation>,
+}
+
+/// An online detector: the contract every algorithm in this module follows.
+pub trait OnlineDetector {
+    /// Scores `x` (one value per feature, all finite) against the state
+    /// learned so far, then learns it. Returns a non-negative finite raw score
+    /// and fills `explain` with one entry per feature (expected value and a
+    /// normal range for a raw threshold of `threshold`).
+    fn update(&mut self, x: &[f64], threshold: f64, explain: &mut Vec<FeatureExplanation>) -> f64;
+}
+
+/// Which algorithm a key runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Exponentially weighted mean/variance z-score (univariate per feature).
+    Ewma,
+    /// Sliding-window median/MAD robust z-score (univariate per feature).
+    Mad,
+    /// NAB's windowed Gaussian baseline (univariate per feature).
+    Gaussian,
+    /// Holt–Winters residual z-score with the period found online (univariate per feature).
+    Seasonal,
+    /// Two-sided CUSUM for level shifts and drifts (univariate per feature).
+    Cusum,
+    /// Calibrated scores of several detectors combined (see [`ensemble`]).
+    Ensemble,
+    /// Per-key choice among candidate detectors after warm-up (see [`automl`]).
+    Auto,
+    /// Half-Space Trees over all features (multivariate, see [`hst`]).
+    Hst,
+    /// Random Cut Forest with shingling (multivariate, see [`rcf`]).
+    Rcf,
+    /// LODA sparse random projections with histograms (multivariate, see [`loda`]).
+    Loda,
+}
+
+impl Algorithm {
+    /// Every accepted name, for error messages and docs.
+    pub const NAMES: &'static [&'static str] = &[
+        "ewma", "mad", "gaussian", "seasonal", "cusum", "ensemble", "auto", "hst",
+        "rcf", "loda",
+    ];
+
+    /// The univariate algorithms (each runs per feature).
+    pub const UNIVARIATE: &'static [Algorithm] = &[
+        Algorithm::Ewma,
+        Algorithm::Mad,
+        Algorithm::Gaussian,
+        Algorithm::Seasonal,
+        Algorithm::Cusum,
+    ];
+
+    /// The name used in configuration and score records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Ewma => "ewma",
+            Algorithm::Mad => "mad",
+            Algorithm::Gaussian => "gaussian",
+            Algorithm::Seasonal => "seasonal",
+            Algorithm::Cusum => "cusum",
+            Algorithm::Ensemble => "ensemble",
+            Algorithm::Auto => "auto",
+            Algorithm::Hst => "hst",
+            Algorithm::Rcf => "rcf",
+            Algorithm::Loda => "loda",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Algorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "ewma" | "ewma_zscore" | "zscore" => Ok(Algorithm::Ewma),
+            "mad" | "median_mad" | "robust" => Ok(Algorithm::Mad),
+            "gaussian" | "windowed_gaussian" => Ok(Algorithm::Gaussian),
+            "seasonal" | "holt_winters" => Ok(Algorithm::Seasonal),
+            "cusum" | "changepoint" => Ok(Algorithm::Cusum),
+            "ensemble" => Ok(Algorithm::Ensemble),
+            "auto" | "automl" => Ok(Algorithm::Auto),
+            "hst" | "half_space_trees" | "halfspacetrees" => Ok(Algorithm::Hst),
+            "rcf" | "random_cut_forest" | "randomcutforest" => Ok(Algorithm::Rcf),
+            "loda" => Ok(Algorithm::Loda),
+            other => Err(format!(
+                "unknown algorithm `{other}`; expected one of: {}",
+                Algorithm::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+/// A contamination rate: the expected share of anomalies, in `(0, 0.5)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Contamination(f64);
+
+impl Contamination {
+    /// The rate as a fraction.
+    pub fn get(self) -> f64 {
+        self.0
+    }
+}
+
+impl TryFrom<f64> for Contamination {
+    type Error = String;
+
+    fn try_from(v: f64) -> Result<Self, Self::Error> {
+        if v.is_finite() && v > 0.0 && v < 0.5 {
+            Ok(Contamination(v))
+        } else {
+            Err(format!("contamination must be in (0, 0.5), got {v}"))
+        }
+    }
+}
+
+/// Validated detector parameters shared by every key of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorSpec {
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// Expected anomaly rate; sets the threshold.
+    pub contamination: Contamination,
+    /// Points a key sees before it may flag anything.
+    pub warmup: u32,
+    /// Points after an alarm during which further alarms of the same key are
+    /// suppressed (0 = off).
+    pub suppression: u32,
+    /// Global seed mixed with each key's hash.
+    pub seed: u64,
+    /// How the raw-score threshold is set.
+    pub threshold: ThresholdMode,
+}
+
+impl Default for DetectorSpec {
+    fn default() -> Self {
+        DetectorSpec {
+            algorithm: Algorithm::Ewma,
+            contamination: Contamination(0.005),
+            warmup: 30,
+            suppression: 0,
+            seed: 0x5eed_0f_a40a_1e,
+            threshold: ThresholdMode::Quantile,
+        }
+    }
+}
+
+/// The algorithm state behind a key (enum dispatch: no vtable, serde-able).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Model {
+    /// See [`Ewma`].
+    Ewma(PerFeature<Ewma>),
+    /// See [`Mad`].
+    Mad(PerFeature<Mad>),
+    /// See [`WindowedGaussian`].
+    Gaussian(PerFeature<WindowedGaussian>),
+    /// See [`Seasonal`].
+    Seasonal(PerFeature<Seasonal>),
+    /// See [`Cusum`].
+    Cusum(PerFeature<Cusum>),
+    /// See [`Ensemble`].
+    Ensemble(Ensemble),
+    /// See [`AutoMl`].
+    Auto(AutoMl),
+    /// See [`HalfSpaceTrees`].
+    Hst(HalfSpaceTrees),
+    /// See [`RandomCutForest`].
+    Rcf(RandomCutForest),
+    /// See [`Loda`].
+    Loda(Loda),
+}
+
+impl Model {
+    /// A fresh model of `spec.algorithm`.
+    pub fn new(spec: &DetectorSpec, seed: u64, n_features: usize) -> Model {
+        match spec.algorithm {
+            Algorithm::Ewma => {
+                Model::Ewma(PerFeature::new(n_features, Ewma::new(ewma::DEFAULT_ALPHA)))
+            }
+            Algorithm::Mad => {
+                Model::Mad(PerFeature::new(n_features, Mad::new(mad::DEFAULT_WINDOW)))
+            }
+            Algorithm::Gaussian => Model::Gaussian(PerFeature::new(
+                n_features,
+                WindowedGaussian::new(gaussian::DEFAULT_WINDOW, gaussian::DEFAULT_STEP),
+            )),
+            Algorithm::Seasonal => Model::Seasonal(PerFeature::new(n_features, Seasonal::new())),
+            Algorithm::Cusum => Model::Cusum(PerFeature::new(n_features, Cusum::default())),
+            Algorithm::Ensemble => Model::Ensemble(Ensemble::new(spec, seed, n_features)),
+            Algorithm::Auto => Model::Auto(AutoMl::new(spec, seed, n_features)),
+            Algorithm::Hst => Model::Hst(HalfSpaceTrees::new(
+                n_features,
+                hst::HstParams::default(),
+                seed,
+            )),
+            Algorithm::Rcf => Model::Rcf(RandomCutForest::new(
+                n_features,
+                rcf::RcfParams::default(),
+                seed,
+            )),
+            Algorithm::Loda => Model::Loda(Loda::new(n_features, loda::LodaParams::default(), seed)),
+        }
+    }
+
+    /// The raw-score threshold that normal data exceeds with probability
+    /// `contamination`, from the algorithm's null model.
+    pub fn prior_threshold(spec: &DetectorSpec, n_features: usize) -> f64 {
+        let c = spec.contamination.get();
+        match spec.algorithm {
+            Algorithm::Ewma | Algorithm::Mad | Algorithm::Gaussian | Algorithm::Seasonal => {
+                Ewma::prior_threshold(c, n_features)
+            }
+            Algorithm::Cusum => Cusum::prior_threshold(c, n_features),
+            // Both report member scores relative to the member's own threshold.
+            Algorithm::Ensemble | Algorithm::Auto => 1.0,
+            Algorithm::Hst => hst::HstParams::default().prior_threshold(),
+            Algorithm::Rcf => rcf::RcfParams::default().prior_threshold(),
+            Algorithm::Loda => loda::LodaParams::default().prior_threshold(),
+        }
+    }
+
+    /// Scores then learns one point (see [`OnlineDetector::update`]).
+    pub fn update(
+        &mut self,
+        x: &[f64],
+        threshold: f64,
+        explain: &mut Vec<FeatureExplanation>,
+    ) -> f64 {
+        match self {
+            Model::Ewma(m) => m.update(x, threshold, explain),
+            Model::Mad(m) => m.update(x, threshold, explain),
+            Model::Gaussian(m) => m.update(x, threshold, explain),
+            Model::Seasonal(m) => m.update(x, threshold, explain),
+            Model::Cusum(m) => m.update(x, threshold, explain),
+            Model::Ensemble(m) => m.update(x, threshold, explain),
+            Model::Auto(m) => m.update(x, threshold, explain),
+            Model::Hst(m) => m.update(x, threshold, explain),
+            Model::Rcf(m) => m.update(x, threshold, explain),
+            Model::Loda(m) => m.update(x, threshold, explain),
+        }
+    }
+}
+
+/// Errors restoring a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The snapshot was empty.
+    #[error("empty detector state")]
+    Empty,
+    /// Written by an unknown encoding version.
+    #[error("unsupported detector state version {0} (this build reads {STATE_VERSION})")]
+    Version(u8),
+    /// The bytes did not decode.
+    #[error("corrupt detector state: {0}")]
+    Decode(#[from] postcard::Error),
+}
+
+/// Everything one entity key needs: model, calibration, warm-up and
+/// suppression counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyedDetector {
+    algorithm: Algorithm,
+    model: Model,
+    calibrator: Calibrator,
+    n_features: u32,
+    seen: u64,
+    warmup: u32,
+    suppression: u32,
+    suppress_left: u32,
+}
+
+impl KeyedDetector {
+    /// A fresh detector for a key whose points have `n_features` values.
+    pub fn new(spec: &DetectorSpec, seed: u64, n_features: usize) -> Self {
+        KeyedDetector {
+            algorithm: spec.algorithm,
+            model: Model::new(spec, seed, n_features),
+            calibrator: Calibrator::new(
+                spec.contamination,
+                Model::prior_threshold(spec, n_features),
+                spec.threshold,
+            ),
+            n_features: n_features as u32,
+            seen: 0,
+            warmup: spec.warmup,
+            suppression: spec.suppression,
+            suppress_left: 0,
+        }
+    }
+
+    /// The algorithm's name, as written in score records.
+    pub fn name(&self) -> &'static str {
+        self.algorithm.name()
+    }
+
+    /// Number of features this key was created with.
+    pub fn n_features(&self) -> usize {
+        self.n_features as usize
+    }
+
+    /// Points seen so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// Scores one point, then learns it. Never panics: NaN values are
+    /// treated as missing (score 0, not learned) and infinite ones as extreme
+    /// outliers that are not learned (the pipeline dead-letters such records
+    /// before they get here anyway).
+    pub fn update(&mut self, x: &[f64]) -> Score {
+        let mut out = Score {
+            score: 0.0,
+            raw: 0.0,
+            threshold: 0.0,
+            is_anomaly: false,
+            warming_up: true,
+            features: Vec::with_capacity(x.len()),
+        };
+        self.update_into(x, &mut out);
+        out
+    }
+
+    /// [`KeyedDetector::update`] writing into `out`, reusing its allocation:
+    /// the allocation-free hot path.
+    pub fn update_into(&mut self, x: &[f64], out: &mut Score) {
+        let threshold = self.calibrator.threshold();
+        let raw = self.model.update(x, threshold, &mut out.features);
+        let raw = univariate::sanitize_raw(raw);
+        self.seen += 1;
+        let warming_up = self.seen <= u64::from(self.warmup);
+        // Learn the score distribution even during warm-up so the threshold is
+        // ready when warm-up ends.
+        self.calibrator.observe(raw);
+        out.raw = raw;
+        out.threshold = threshold;
+        out.warming_up = warming_up;
+        if warming_up {
+            out.score = 0.0;
+            out.is_anomaly = false;
+            return;
+        }
+        let mut score = Calibrator::calibrate(raw, threshold);
+        let suppressed = self.suppress_left > 0;
+        let is_anomaly = raw > threshold && !suppressed;
+        if suppressed {
+            self.suppress_left -= 1;
+            // A suppressed point keeps its ranking among suppressed points but
+            // stays below every unsuppressed alarm, so a consumer that picks
+            // its own cut-off on the score sees one alarm per incident too.
+            score *= SUPPRESSED_SCALE;
+        }
+        if is_anomaly {
+            self.suppress_left = self.suppression;
+        }
+        out.score = score;
+        out.is_anomaly = is_anomaly;
+    }
+
+    /// Versioned binary snapshot.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![STATE_VERSION];
+        // Serializing plain structs of numbers into a Vec cannot fail.
+        out.extend(postcard::to_stdvec(self).expect("postcard to Vec is infallible"));
+        out
+    }
+
+    /// Restores a snapshot written by [`KeyedDetector::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
+        match bytes.split_first() {
+            None => Err(StateError::Empty),
+            Some((&STATE_VERSION, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&v, _)) => Err(StateError::Version(v)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> DetectorSpec {
+        DetectorSpec::default()
+    }
+
+    #[test]
+    fn snapshot_restore_continue_is_identical() {
+        let mut rng = SplitMix64::new(7);
+        let points: Vec<[f64; 2]> = (0..500)
+            .map(|i| {
+                [
+                    rng.next_gaussian() + if i == 300 { 12.0 } else { 0.0 },
+                    rng.next_f64(),
+                ]
+            })
+            .collect();
+        let mut a = KeyedDetector::new(&spec(), 1, 2);
+        let mut b = KeyedDetector::new(&spec(), 1, 2);
+        for p in &points[..250] {
+            a.update(p);
+            b.update(p);
+        }
+        let mut b = KeyedDetector::from_bytes(&b.to_bytes()).unwrap();
+        for p in &points[250..] {
+            assert_eq!(a.update(p), b.update(p));
+        }
+    }
+
+    #[test]
+    fn flags_a_spike_after_warmup_and_not_before() {
+        let mut rng = SplitMix64::new(3);
+        let mut d = KeyedDetector::new(&spec(), 1, 1);
+        let first = d.update(&[100.0]);
+        assert!(first.warming_up && !first.is_anomaly && first.score == 0.0);
+        for _ in 0..300 {
+            d.update(&[rng.next_gaussian()]);
+        }
+        let s = d.update(&[15.0]);
+        assert!(s.is_anomaly && s.score >= 0.5 && s.score <= 1.0, "{s:?}");
+        let n = d.update(&[0.1]);
+        assert!(!n.is_anomaly && n.score < 0.5, "{n:?}");
+    }
+
+    #[test]
+    fn rejects_unknown_version_and_garbage() {
+        assert!(matches!(
+            KeyedDetector::from_bytes(&[]),
+            Err(StateError::Empty)
+        ));
+        assert!(matches!(
+            KeyedDetector::from_bytes(&[99, 1]),
+            Err(StateError::Version(99))
+        ));
+        assert!(KeyedDetector::from_bytes(&[STATE_VERSION, 0xff]).is_err());
+    }
+
+    #[test]
+    fn contamination_is_validated() {
+        assert!(Contamination::try_from(0.0).is_err());
+        assert!(Contamination::try_from(f64::NAN).is_err());
+        assert!(Contamination::try_from(0.6).is_err());
+        assert!(Contamination::try_from(0.01).is_ok());
+    }
+}
