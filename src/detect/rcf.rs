@@ -137,6 +137,37 @@ impl RcfParams {
     }
 }
 
+/// The largest `f32` not above `v`.
+#[inline]
+fn down(v: f64) -> f32 {
+    let f = v as f32;
+    if f64::from(f) <= v || f == f32::NEG_INFINITY {
+        f
+    } else if f == 0.0 {
+        -f32::from_bits(1)
+    } else if f > 0.0 {
+        f32::from_bits(f.to_bits() - 1)
+    } else {
+        f32::from_bits(f.to_bits() + 1)
+    }
+}
+
+/// The smallest `f32` not below `v`.
+#[inline]
+fn up(v: f64) -> f32 {
+    -down(-v)
+}
+
+/// Stores the `f64` box `lo..hi` rounded outward.
+#[inline]
+fn store_box(b: &mut [f32], lo: &[f64], hi: &[f64]) {
+    let dims = lo.len();
+    for j in 0..dims {
+        b[j] = down(lo[j]);
+        b[dims + j] = up(hi[j]);
+    }
+}
+
 #[inline]
 fn is_leaf(r: u32) -> bool {
     r & 1 == 1
@@ -182,17 +213,31 @@ struct Points<'a> {
 }
 
 impl Points<'_> {
+    #[inline]
     fn get(&self, t: u64, out: &mut [f64]) {
-        let first = t + 1 - self.shingle as u64;
-        for k in 0..self.shingle {
-            let slot = ((first + k as u64) % self.cap) as usize * self.d;
-            out[k * self.d..(k + 1) * self.d].copy_from_slice(&self.ring[slot..slot + self.d]);
+        let first = t.wrapping_add(1).wrapping_sub(self.shingle as u64);
+        let mut slot = (first % self.cap) as usize;
+        let cap = self.cap as usize;
+        let mut o = 0;
+        for _ in 0..self.shingle {
+            let src = &self.ring[slot * self.d..(slot + 1) * self.d];
+            for &v in src {
+                out[o] = v;
+                o += 1;
+            }
+            slot += 1;
+            if slot == cap {
+                slot = 0;
+            }
         }
     }
 }
 
-/// One random cut tree and its FIFO sample.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One random cut tree and its FIFO sample. Snapshots hold only the shape,
+/// the cuts and the sampled times ([`TreeWire`]); leaves, masses, parents and
+/// boxes are rebuilt from the ring on the first update after a restore.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "TreeWire", into = "TreeWire")]
 struct Tree {
     root: u32,
     nodes: Vec<Internal>,
@@ -202,14 +247,135 @@ struct Tree {
     /// Times of the sampled points, oldest first.
     queue: VecDeque<u64>,
     /// Bounding boxes of internal nodes (`lo` then `hi`, `2 · dims` values
+    /// each), in `f32` rounded outward so they always contain their points
+    /// (half the memory traffic of `f64`; a box is only ever a superset)
     /// each): derived from the points, rebuilt after a restore.
     #[serde(skip)]
     boxes: Cache,
+    /// False after a restore until leaves, masses and boxes are rebuilt.
+    #[serde(skip)]
+    ready: bool,
+}
+
+/// The snapshot form of a [`Tree`]: about `9 · sample_size` bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TreeWire {
+    /// Preorder shape: 0 = leaf, `dim + 1` = internal node cutting `dim`.
+    shape: Vec<u32>,
+    /// Cut values of the internal nodes, in preorder.
+    cuts: Vec<f64>,
+    /// Oldest sampled time.
+    first: u64,
+    /// Gaps between consecutive sampled times.
+    gaps: Vec<u64>,
+}
+
+impl From<&Tree> for TreeWire {
+    fn from(t: &Tree) -> TreeWire {
+        let mut w = TreeWire {
+            shape: Vec::with_capacity(t.leaves.len() * 2),
+            cuts: Vec::with_capacity(t.nodes.len()),
+            first: t.queue.front().copied().unwrap_or(0),
+            gaps: t
+                .queue
+                .iter()
+                .zip(t.queue.iter().skip(1))
+                .map(|(a, b)| b - a)
+                .collect(),
+        };
+        if t.root == NIL {
+            return w;
+        }
+        let mut stack = vec![t.root];
+        while let Some(r) = stack.pop() {
+            if is_leaf(r) {
+                w.shape.push(0);
+            } else {
+                let n = &t.nodes[ix(r)];
+                w.shape.push(n.dim + 1);
+                w.cuts.push(n.cut);
+                stack.push(n.right);
+                stack.push(n.left);
+            }
+        }
+        w
+    }
+}
+
+impl From<Tree> for TreeWire {
+    fn from(t: Tree) -> TreeWire {
+        TreeWire::from(&t)
+    }
+}
+
+impl TryFrom<TreeWire> for Tree {
+    type Error = String;
+
+    fn try_from(w: TreeWire) -> Result<Tree, String> {
+        let mut t = Tree::new(w.shape.len() / 2 + 1);
+        t.ready = false;
+        let mut queue_t = w.first;
+        if !w.shape.is_empty() {
+            t.queue.push_back(queue_t);
+            for g in &w.gaps {
+                queue_t = queue_t.checked_add(*g).ok_or("rcf: sample time overflow")?;
+                t.queue.push_back(queue_t);
+            }
+        }
+        // Pending child slots: (parent node, is left); NIL parent = root.
+        let mut slots = vec![(NIL, true)];
+        let mut cuts = w.cuts.iter();
+        for &tag in &w.shape {
+            let (parent, left) = slots.pop().ok_or("rcf: malformed tree shape")?;
+            let r = if tag == 0 {
+                t.leaves.push(Leaf {
+                    point: 0,
+                    mass: 0,
+                    parent,
+                });
+                leaf_ref(t.leaves.len() - 1)
+            } else {
+                let cut = *cuts.next().ok_or("rcf: missing cut")?;
+                t.nodes.push(Internal {
+                    left: NIL,
+                    right: NIL,
+                    parent,
+                    dim: tag - 1,
+                    cut,
+                    mass: 0,
+                });
+                let i = t.nodes.len() - 1;
+                slots.push((i as u32, false));
+                slots.push((i as u32, true));
+                node_ref(i)
+            };
+            if parent == NIL {
+                t.root = r;
+            } else if left {
+                t.nodes[parent as usize].left = r;
+            } else {
+                t.nodes[parent as usize].right = r;
+            }
+        }
+        if !slots.is_empty() && !w.shape.is_empty() {
+            return Err("rcf: truncated tree shape".into());
+        }
+        if t.leaves.len() > t.queue.len() {
+            return Err("rcf: more leaves than sampled points".into());
+        }
+        Ok(t)
+    }
+}
+
+impl PartialEq for Tree {
+    fn eq(&self, other: &Tree) -> bool {
+        TreeWire::from(self) == TreeWire::from(other)
+    }
 }
 
 /// Derived data left out of snapshots and of equality.
 #[derive(Debug, Clone, Default)]
-struct Cache(Vec<f64>);
+struct Cache(Vec<f32>);
 
 impl PartialEq for Cache {
     fn eq(&self, _: &Self) -> bool {
@@ -228,6 +394,7 @@ struct Scratch {
     w: Vec<f64>,
     attr: Vec<f64>,
     feat: Vec<f64>,
+    walks: Vec<ScoreWalk>,
 }
 
 impl PartialEq for Scratch {
@@ -246,6 +413,7 @@ impl Tree {
             free_leaves: Vec::new(),
             queue: VecDeque::with_capacity(sample + 1),
             boxes: Cache::default(),
+            ready: true,
         }
     }
 
@@ -312,14 +480,14 @@ impl Tree {
         if is_leaf(r) {
             pts.get(self.leaves[ix(r)].point, q);
             for j in 0..dims {
-                lo[j] = lo[j].min(q[j]);
-                hi[j] = hi[j].max(q[j]);
+                lo[j] = lo[j].min(f64::from(down(q[j])));
+                hi[j] = hi[j].max(f64::from(up(q[j])));
             }
         } else {
             let b = &self.boxes.0[ix(r) * 2 * dims..(ix(r) + 1) * 2 * dims];
             for j in 0..dims {
-                lo[j] = lo[j].min(b[j]);
-                hi[j] = hi[j].max(b[dims + j]);
+                lo[j] = lo[j].min(f64::from(b[j]));
+                hi[j] = hi[j].max(f64::from(b[dims + j]));
             }
         }
     }
@@ -332,11 +500,48 @@ impl Tree {
         self.union_into(l, dims, pts, &mut sc.q, &mut sc.lo, &mut sc.hi);
         self.union_into(r, dims, pts, &mut sc.q, &mut sc.lo, &mut sc.hi);
         let b = &mut self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
-        b[..dims].copy_from_slice(&sc.lo);
-        b[dims..].copy_from_slice(&sc.hi);
+        store_box(b, &sc.lo, &sc.hi);
     }
 
-    /// Rebuilds every box bottom-up (after a restore).
+    /// Rebuilds leaves, masses and boxes from the shape and the sampled
+    /// times (after a restore): each sampled point is routed to its leaf, which
+    /// keeps the newest copy, exactly as live insertion does.
+    fn restore_derived(&mut self, dims: usize, pts: &Points, sc: &mut Scratch) {
+        let dims_ok = self
+            .nodes
+            .iter()
+            .all(|n| (n.dim as usize) < dims && n.left != NIL && n.right != NIL);
+        if !dims_ok {
+            // A snapshot that does not fit this forest: start the tree over.
+            *self = Tree::new(self.queue.capacity());
+            return;
+        }
+        self.nodes.iter_mut().for_each(|n| n.mass = 0);
+        self.leaves.iter_mut().for_each(|l| l.mass = 0);
+        for k in 0..self.queue.len() {
+            let t = self.queue[k];
+            pts.get(t, &mut sc.p);
+            let mut cur = self.root;
+            while cur != NIL && !is_leaf(cur) {
+                let node = &mut self.nodes[ix(cur)];
+                node.mass += 1;
+                cur = if sc.p[node.dim as usize] <= node.cut {
+                    node.left
+                } else {
+                    node.right
+                };
+            }
+            if cur != NIL {
+                let leaf = &mut self.leaves[ix(cur)];
+                leaf.mass += 1;
+                leaf.point = t;
+            }
+        }
+        self.rebuild_boxes(dims, pts, sc);
+        self.ready = true;
+    }
+
+    /// Rebuilds every box bottom-up.
     fn rebuild_boxes(&mut self, dims: usize, pts: &Points, sc: &mut Scratch) {
         self.boxes.0.clear();
         self.boxes.0.resize(self.nodes.len() * 2 * dims, 0.0);
@@ -443,11 +648,11 @@ impl Tree {
             let n = ix(cur);
             let b = &self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
             for j in 0..dims {
-                sc.lo[j] = b[j].min(sc.p[j]);
-                sc.hi[j] = b[dims + j].max(sc.p[j]);
+                sc.lo[j] = f64::from(b[j]).min(sc.p[j]);
+                sc.hi[j] = f64::from(b[dims + j]).max(sc.p[j]);
             }
             if let Some((dim, cut)) = Self::draw_cut(&sc.lo, &sc.hi, &sc.w, rng) {
-                let (blo, bhi) = (b[dim], b[dims + dim]);
+                let (blo, bhi) = (f64::from(b[dim]), f64::from(b[dims + dim]));
                 let p = sc.p[dim];
                 let separates = (p < blo && cut < blo) || (p > bhi && cut >= bhi);
                 if separates {
@@ -459,8 +664,7 @@ impl Tree {
             // Descend: this node gains the point.
             self.nodes[n].mass += 1;
             let b = &mut self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
-            b[..dims].copy_from_slice(&sc.lo);
-            b[dims..].copy_from_slice(&sc.hi);
+            store_box(b, &sc.lo, &sc.hi);
             let node = self.nodes[n];
             parent = n as u32;
             cur = if sc.p[node.dim as usize] <= node.cut {
@@ -502,8 +706,7 @@ impl Tree {
             dims,
         );
         let b = &mut self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
-        b[..dims].copy_from_slice(&sc.lo);
-        b[dims..].copy_from_slice(&sc.hi);
+        store_box(b, &sc.lo, &sc.hi);
         self.replace_child(parent, cur, node_ref(n));
         self.set_parent(cur, n as u32);
         self.set_parent(new_ref, n as u32);
@@ -560,66 +763,77 @@ impl Tree {
         }
     }
 
-    /// Expected CoDisp of `sc.p`; adds per-dimension attribution to `sc.attr`.
-    fn score(&self, dims: usize, pts: &Points, sc: &mut Scratch) -> f64 {
-        if self.root == NIL {
-            return 0.0;
-        }
-        let mut cur = self.root;
-        let mut survive = 1.0;
-        let mut ratio: f64 = 0.0;
-        let mut e = 0.0;
-        loop {
-            if is_leaf(cur) {
-                let leaf = &self.leaves[ix(cur)];
-                pts.get(leaf.point, &mut sc.q);
-                let mut gap = 0.0;
-                for j in 0..dims {
-                    gap += sc.w[j] * (sc.p[j] - sc.q[j]).abs();
-                }
-                if gap > 0.0 {
-                    let c = survive * f64::from(leaf.mass).max(ratio);
-                    e += c;
-                    for j in 0..dims {
-                        sc.attr[j] += c * sc.w[j] * (sc.p[j] - sc.q[j]).abs() / gap;
-                    }
-                } else {
-                    e += survive * ratio;
-                }
-                return e;
-            }
-            let n = ix(cur);
-            let node = &self.nodes[n];
-            let b = &self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
-            let (mut range, mut gap) = (0.0, 0.0);
+    /// One step of the expected-CoDisp walk of `sc.p` (see the module docs):
+    /// processes the node at `w.cur`, adds per-dimension attribution to
+    /// `sc.attr`, and returns true when the walk is over.
+    #[inline]
+    fn step(&self, w: &mut ScoreWalk, dims: usize, pts: &Points, sc: &mut Scratch) -> bool {
+        let cur = w.cur;
+        if is_leaf(cur) {
+            let leaf = &self.leaves[ix(cur)];
+            pts.get(leaf.point, &mut sc.q);
+            let mut gap = 0.0;
             for j in 0..dims {
-                let (lo, hi, p) = (b[j], b[dims + j], sc.p[j]);
-                range += sc.w[j] * (hi - lo);
-                gap += sc.w[j] * ((lo - p).max(0.0) + (p - hi).max(0.0));
+                sc.q[j] = sc.w[j] * (sc.p[j] - sc.q[j]).abs();
+                gap += sc.q[j];
             }
             if gap > 0.0 {
-                let prob = gap / (range + gap);
-                let c = survive * prob * f64::from(node.mass).max(ratio);
-                e += c;
+                let c = w.survive * f64::from(leaf.mass).max(w.ratio);
+                w.e += c;
+                let k = c / gap;
                 for j in 0..dims {
-                    let (lo, hi, p) = (b[j], b[dims + j], sc.p[j]);
-                    let g = sc.w[j] * ((lo - p).max(0.0) + (p - hi).max(0.0));
-                    sc.attr[j] += c * g / gap;
+                    sc.attr[j] += k * sc.q[j];
                 }
-                survive *= 1.0 - prob;
-                if survive < 1e-12 {
-                    return e;
-                }
-            }
-            let (child, sib) = if sc.p[node.dim as usize] <= node.cut {
-                (node.left, node.right)
             } else {
-                (node.right, node.left)
-            };
-            ratio = ratio.max(f64::from(self.mass(sib)) / (f64::from(self.mass(child)) + 1.0));
-            cur = child;
+                w.e += w.survive * w.ratio;
+            }
+            return true;
         }
+        let n = ix(cur);
+        let node = &self.nodes[n];
+        let b = &self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
+        let (lo, hi) = b.split_at(dims);
+        let (mut range, mut gap) = (0.0, 0.0);
+        for j in 0..dims {
+            let (lo, hi, p, wj) = (f64::from(lo[j]), f64::from(hi[j]), sc.p[j], sc.w[j]);
+            let g = wj * ((lo - p).max(0.0) + (p - hi).max(0.0));
+            sc.q[j] = g;
+            range += wj * (hi - lo);
+            gap += g;
+        }
+        if gap > 0.0 {
+            let prob = gap / (range + gap);
+            let c = w.survive * prob * f64::from(node.mass).max(w.ratio);
+            w.e += c;
+            let k = c / gap;
+            for j in 0..dims {
+                sc.attr[j] += k * sc.q[j];
+            }
+            w.survive *= 1.0 - prob;
+            if w.survive < 1e-12 {
+                return true;
+            }
+        }
+        let (child, sib) = if sc.p[node.dim as usize] <= node.cut {
+            (node.left, node.right)
+        } else {
+            (node.right, node.left)
+        };
+        w.ratio = w
+            .ratio
+            .max(f64::from(self.mass(sib)) / (f64::from(self.mass(child)) + 1.0));
+        w.cur = child;
+        false
     }
+}
+
+/// Where one tree's scoring walk is.
+#[derive(Debug, Clone, Copy)]
+struct ScoreWalk {
+    cur: u32,
+    survive: f64,
+    ratio: f64,
+    e: f64,
 }
 
 /// Random Cut Forest detector state.
@@ -711,8 +925,8 @@ impl OnlineDetector for RandomCutForest {
                 shingle: s,
             };
             for tree in &mut self.trees {
-                if tree.boxes.0.len() != tree.nodes.len() * 2 * dims {
-                    tree.rebuild_boxes(dims, &pts, &mut sc);
+                if !tree.ready {
+                    tree.restore_derived(dims, &pts, &mut sc);
                 }
                 while tree.queue.front().is_some_and(|&f| f < oldest_kept) {
                     if let Some(f) = tree.queue.pop_front() {
@@ -731,14 +945,34 @@ impl OnlineDetector for RandomCutForest {
         };
         let mut raw = 0.0;
         if t + 1 >= s as u64 {
-            let mut total = 0.0;
             for tree in &mut self.trees {
-                if tree.boxes.0.len() != tree.nodes.len() * 2 * dims {
-                    tree.rebuild_boxes(dims, &pts, &mut sc);
+                if !tree.ready {
+                    tree.restore_derived(dims, &pts, &mut sc);
                 }
-                pts.get(t, &mut sc.p);
-                total += tree.score(dims, &pts, &mut sc);
             }
+            pts.get(t, &mut sc.p);
+            // Walk all trees in lockstep: the walks are independent chains of
+            // dependent loads, so interleaving them keeps several cache misses
+            // in flight instead of one.
+            let mut walks = std::mem::take(&mut sc.walks);
+            walks.clear();
+            walks.extend(self.trees.iter().map(|t| ScoreWalk {
+                cur: t.root,
+                survive: 1.0,
+                ratio: 0.0,
+                e: 0.0,
+            }));
+            let mut active = walks.iter().filter(|w| w.cur != NIL).count();
+            while active > 0 {
+                for (tree, w) in self.trees.iter().zip(walks.iter_mut()) {
+                    if w.cur != NIL && tree.step(w, dims, &pts, &mut sc) {
+                        w.cur = NIL;
+                        active -= 1;
+                    }
+                }
+            }
+            let total: f64 = walks.iter().map(|w| w.e).sum();
+            sc.walks = walks;
             raw = total / self.trees.len().max(1) as f64;
             let full = self.params.sample_size as usize;
             for tree in &mut self.trees {
