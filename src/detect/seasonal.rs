@@ -39,11 +39,15 @@ const ACF_BETA: f64 = 0.002;
 /// Level smoothing.
 pub const LEVEL_ALPHA: f64 = 0.05;
 /// Seasonal profile smoothing (per visit of a phase).
-pub const SEASON_GAMMA: f64 = 0.2;
+pub const SEASON_GAMMA: f64 = 0.1;
 /// Residual mean/variance smoothing.
 const RESID_ALPHA: f64 = 0.02;
 /// Relative floor on the residual scale.
 const SD_FLOOR_REL: f64 = 1e-9;
+/// Floor on the residual scale as a share of the series' own long-run
+/// standard deviation: after a perfectly flat stretch the residual variance
+/// collapses, and the first wiggle would otherwise score a z of millions.
+const SD_FLOOR_OF_SERIES: f64 = 0.15;
 
 /// Seasonal detector state of one series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +117,7 @@ impl Seasonal {
         self.res_var
             .sqrt()
             .max(SD_FLOOR_REL * (1.0 + self.level.abs()))
+            .max(SD_FLOOR_OF_SERIES * self.var.sqrt())
     }
 
     fn choose_period(&mut self) {
