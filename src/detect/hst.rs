@@ -52,6 +52,8 @@ pub const DEFAULT_SIZE_LIMIT: f64 = 0.1;
 /// Share of a cell's range left out on each side when drawing a split
 /// (River's `HalfSpaceTrees` uses 0.15).
 const SPLIT_PADDING: f64 = 0.15;
+/// Features that can be split on (node features are `u16`).
+const MAX_FEATURES: usize = 1 << 16;
 /// Depth limit that keeps heap positions inside `u32` and `2^depth` exact.
 pub const MAX_DEPTH: u32 = 30;
 /// Points a childless node must hold in the latest window before its
@@ -59,7 +61,7 @@ pub const MAX_DEPTH: u32 = 30;
 /// there: memory grows by at most one node pair per tree and point instead of
 /// one per level, at the price of each node's first point not being counted
 /// below it (the mass of a node at depth `k` is undercounted by at most `k`).
-const SPLIT_AFTER: u32 = 2;
+const SPLIT_AFTER: u16 = 2;
 /// "No children" marker (index 0 is the root, never a child).
 const NONE: u32 = 0;
 
@@ -100,8 +102,11 @@ impl HstParams {
                 self.depth
             ));
         }
-        if self.window < 2 {
-            return Err(format!("hst window must be >= 2, got {}", self.window));
+        if !(2..=65_535).contains(&self.window) {
+            return Err(format!(
+                "hst window must be in 2..=65535, got {}",
+                self.window
+            ));
         }
         if !(0.0..1.0).contains(&self.size_limit) {
             return Err(format!(
@@ -126,14 +131,14 @@ impl HstParams {
 struct Node {
     /// Split value in scaled units; a point goes left when `x[feature] < split`.
     split: f32,
-    /// Split feature.
-    feature: u32,
     /// Index of the left child (the right one follows it), or [`NONE`].
     child: u32,
-    /// Reference-window mass.
-    r: u32,
+    /// Split feature (the first 65,536 features take part in splits).
+    feature: u16,
+    /// Reference-window mass (a window holds at most 65,535 points).
+    r: u16,
     /// Latest-window mass.
-    l: u32,
+    l: u16,
 }
 
 /// One lazily materialized tree: nodes in an arena, children allocated in
@@ -145,10 +150,10 @@ struct Tree {
     free: Vec<u32>,
 }
 
-/// A step of the current walk, to derive a new node's cell.
+/// A step of a walk, to derive a new node's cell.
 #[derive(Debug, Clone, Copy, Default)]
 struct Step {
-    feature: u32,
+    feature: u16,
     split: f32,
     left: bool,
 }
@@ -172,7 +177,7 @@ impl Tree {
     /// cell along that feature.
     fn make_node(&self, heap: u64, d: usize, path: &[Step]) -> Node {
         let mut r = SplitMix64::new(self.seed ^ heap.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let feature = r.next_below(d.max(1) as u64) as u32;
+        let feature = r.next_below(d.clamp(1, MAX_FEATURES) as u64) as u16;
         let (mut lo, mut hi) = (0.0f64, 1.0f64);
         for st in path.iter().filter(|st| st.feature == feature) {
             if st.left {
@@ -189,6 +194,35 @@ impl Tree {
             r: 0,
             l: 0,
         }
+    }
+
+    /// Materializes the children of the node at depth `level` on the walk of
+    /// `x` (whose heap position is `heap`); returns the left child's index.
+    /// Re-walks from the root to collect the ancestors' cuts: this happens at
+    /// most once per tree and update, so the hot walk stores no path.
+    fn materialize(&mut self, level: usize, heap: u64, x: &[f32], d: usize) -> u32 {
+        let mut path = [Step::default(); MAX_DEPTH as usize + 1];
+        let mut node = 0usize;
+        for (lv, st) in path.iter_mut().enumerate().take(level + 1) {
+            let n = &self.nodes[node];
+            let left = x[n.feature as usize] < n.split;
+            *st = Step {
+                feature: n.feature,
+                split: n.split,
+                left,
+            };
+            if lv < level {
+                node = (n.child + u32::from(!left)) as usize;
+            }
+        }
+        let path = &mut path[..=level];
+        path[level].left = true;
+        let ln = self.make_node(2 * heap, d, path);
+        path[level].left = false;
+        let rn = self.make_node(2 * heap + 1, d, path);
+        let c = self.alloc_pair(ln, rn);
+        self.nodes[node].child = c;
+        c
     }
 
     /// Allocates the two children of a node; returns the left index.
@@ -254,36 +288,37 @@ pub struct HalfSpaceTrees {
     scratch: Scratch,
 }
 
+/// Trees walked together (see `update`).
+const LANES: usize = 4;
+
+/// Where one tree's walk is.
+#[derive(Debug, Clone, Copy)]
+struct Walk {
+    node: usize,
+    heap: u64,
+    scoring: bool,
+    done: bool,
+    last_feature: usize,
+}
+
+impl Walk {
+    fn new(scoring: bool) -> Walk {
+        Walk {
+            node: 0,
+            heap: 1,
+            scoring,
+            done: false,
+            last_feature: 0,
+        }
+    }
+}
+
 /// Per-update buffers (not state).
 #[derive(Debug, Clone, Default)]
 struct Scratch {
     clean: Vec<f64>,
     scaled: Vec<f32>,
     credit: Vec<f64>,
-    path: Vec<Step>,
-    walks: Vec<Walk>,
-}
-
-/// Where one tree's walk is.
-#[derive(Debug, Clone, Copy)]
-struct Walk {
-    node: u32,
-    heap: u64,
-    scoring: bool,
-    done: bool,
-    last_feature: u32,
-}
-
-impl Default for Walk {
-    fn default() -> Self {
-        Walk {
-            node: 0,
-            heap: 1,
-            scoring: true,
-            done: false,
-            last_feature: 0,
-        }
-    }
 }
 
 impl PartialEq for Scratch {
@@ -339,71 +374,55 @@ impl OnlineDetector for HalfSpaceTrees {
         } else {
             self.params.size_limit * window
         };
-        // Walk all trees level by level rather than one after the other: the
-        // walks are independent chains of dependent loads, and interleaving
-        // them lets the CPU keep several cache misses in flight.
-        let nt = self.trees.len();
-        let stride = depth as usize + 1;
-        sc.walks.clear();
-        sc.walks.resize(nt, Walk::default());
-        sc.path.resize(nt * stride, Step::default());
         let mut mass_score = 0.0;
-        let mut active = nt;
-        for level in 0..=depth {
-            if active == 0 {
-                break;
-            }
-            let pow = f64::from(1u32 << level);
-            for (t, tree) in self.trees.iter_mut().enumerate() {
-                let w = &mut sc.walks[t];
-                if w.done {
-                    continue;
-                }
-                let i = w.node;
-                let node = &mut tree.nodes[i as usize];
-                if w.scoring {
-                    let m = f64::from(if first_window { node.l } else { node.r });
-                    mass_score += m * pow;
-                    if m < limit || m == 0.0 {
-                        w.scoring = false;
-                        // Credit the split that moved the point from a dense
-                        // cell into a sparse one.
-                        if level > 0 {
-                            sc.credit[w.last_feature as usize] += 1.0;
-                        }
+        let scaled = &sc.scaled;
+        // Trees are walked in groups of four, one level at a time: each walk
+        // is a chain of dependent loads, and interleaving four independent
+        // chains lets their cache misses overlap.
+        for group in self.trees.chunks_mut(LANES) {
+            let mut w = [Walk::new(!first_window); LANES];
+            for level in 0..=depth {
+                let pow = f64::from(1u32 << level);
+                let mut active = false;
+                for (tree, w) in group.iter_mut().zip(w.iter_mut()) {
+                    if w.done {
+                        continue;
                     }
-                    w.last_feature = node.feature;
+                    active = true;
+                    let node = &mut tree.nodes[w.node];
+                    if w.scoring {
+                        let m = f64::from(node.r);
+                        mass_score += m * pow;
+                        if m < limit || m == 0.0 {
+                            w.scoring = false;
+                            // Credit the split that moved the point from a
+                            // dense cell into a sparse one.
+                            if level > 0 {
+                                sc.credit[w.last_feature] += 1.0;
+                            }
+                        }
+                        w.last_feature = node.feature as usize;
+                    }
+                    // Cannot overflow: `l <= window <= u16::MAX`, reset every window.
+                    node.l += 1;
+                    // A node's first point is not propagated below it:
+                    // children are materialized when the second point
+                    // arrives (see the module docs, "Cost and memory").
+                    if level == depth || (node.child == NONE && node.l < SPLIT_AFTER) {
+                        w.done = true;
+                        continue;
+                    }
+                    let left = scaled[node.feature as usize] < node.split;
+                    let mut c = node.child;
+                    if c == NONE {
+                        c = tree.materialize(level as usize, w.heap, scaled, d);
+                    }
+                    w.heap = 2 * w.heap + u64::from(!left);
+                    w.node = (c + u32::from(!left)) as usize;
                 }
-                node.l += 1;
-                // A node's first point is not propagated below it: children
-                // are materialized when the second point arrives (see the
-                // module docs, "Cost and memory").
-                if level == depth || (node.child == NONE && node.l < SPLIT_AFTER) {
-                    w.done = true;
-                    active -= 1;
-                    continue;
+                if !active {
+                    break;
                 }
-                let left = sc.scaled[node.feature as usize] < node.split;
-                let base = t * stride;
-                let lvl = level as usize;
-                sc.path[base + lvl] = Step {
-                    feature: node.feature,
-                    split: node.split,
-                    left,
-                };
-                let mut c = node.child;
-                if c == NONE {
-                    let path = &mut sc.path[base..=base + lvl];
-                    path[lvl].left = true;
-                    let ln = tree.make_node(2 * w.heap, d, path);
-                    path[lvl].left = false;
-                    let rn = tree.make_node(2 * w.heap + 1, d, path);
-                    path[lvl].left = left;
-                    c = tree.alloc_pair(ln, rn);
-                    tree.nodes[i as usize].child = c;
-                }
-                w.heap = 2 * w.heap + u64::from(!left);
-                w.node = c + u32::from(!left);
             }
         }
         let mean = mass_score / f64::from(self.params.trees);

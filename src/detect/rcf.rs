@@ -66,6 +66,8 @@ pub const DEFAULT_SAMPLE_RATE: f64 = 0.1;
 const RING_FACTOR: f64 = 1.5;
 /// Unit weights for the fallback cut (dimensions beyond are never cut then).
 const UNIT_WEIGHTS: &[f64] = &[1.0; 512];
+/// Dimensions up to which box refreshes compare on the stack.
+const MAX_INLINE_DIMS: usize = 64;
 /// Null/child marker.
 const NIL: u32 = u32::MAX;
 
@@ -158,6 +160,48 @@ fn up(v: f64) -> f32 {
     -down(-v)
 }
 
+/// `max(x, 0)` in the form that compiles to one vector instruction.
+#[inline(always)]
+fn pos(x: f32) -> f32 {
+    if x > 0.0 {
+        x
+    } else {
+        0.0
+    }
+}
+
+/// Scaled range of the box `lo..hi` and scaled gap of `p` outside it (per
+/// dimension into `g`), in `f32` with eight independent lanes so the loop
+/// vectorizes (a serial sum would not).
+#[inline]
+fn box_gap(lo: &[f32], hi: &[f32], p: &[f32], w: &[f32], g: &mut [f32]) -> (f32, f32) {
+    const L: usize = 8;
+    let mut rs = [0.0f32; L];
+    let mut gs = [0.0f32; L];
+    let n = lo.len() / L * L;
+    for ((((l, h), p), w), g) in lo[..n]
+        .chunks_exact(L)
+        .zip(hi[..n].chunks_exact(L))
+        .zip(p[..n].chunks_exact(L))
+        .zip(w[..n].chunks_exact(L))
+        .zip(g[..n].chunks_exact_mut(L))
+    {
+        for k in 0..L {
+            let gk = w[k] * (pos(l[k] - p[k]) + pos(p[k] - h[k]));
+            g[k] = gk;
+            gs[k] += gk;
+            rs[k] += w[k] * (h[k] - l[k]);
+        }
+    }
+    for j in n..lo.len() {
+        let gj = w[j] * (pos(lo[j] - p[j]) + pos(p[j] - hi[j]));
+        g[j] = gj;
+        gs[0] += gj;
+        rs[0] += w[j] * (hi[j] - lo[j]);
+    }
+    (rs.iter().sum(), gs.iter().sum())
+}
+
 /// Stores the `f64` box `lo..hi` rounded outward.
 #[inline]
 fn store_box(b: &mut [f32], lo: &[f64], hi: &[f64]) {
@@ -193,7 +237,29 @@ struct Internal {
     parent: u32,
     dim: u32,
     cut: f64,
-    mass: u32,
+    /// Points in the left subtree (kept here so a walk reads both children's
+    /// masses without touching the sibling).
+    lmass: u32,
+    /// Points in the right subtree.
+    rmass: u32,
+}
+
+impl Internal {
+    #[inline]
+    fn mass(&self) -> u32 {
+        self.lmass + self.rmass
+    }
+
+    /// Adds `delta` to the side holding `child`.
+    #[inline]
+    fn add(&mut self, child: u32, delta: i32) {
+        let m = if self.left == child {
+            &mut self.lmass
+        } else {
+            &mut self.rmass
+        };
+        *m = m.wrapping_add_signed(delta);
+    }
 }
 
 /// Leaf: one distinct point (its newest copy) and how many copies it holds.
@@ -342,7 +408,8 @@ impl TryFrom<TreeWire> for Tree {
                     parent,
                     dim: tag - 1,
                     cut,
-                    mass: 0,
+                    lmass: 0,
+                    rmass: 0,
                 });
                 let i = t.nodes.len() - 1;
                 slots.push((i as u32, false));
@@ -394,6 +461,9 @@ struct Scratch {
     w: Vec<f64>,
     attr: Vec<f64>,
     feat: Vec<f64>,
+    p32: Vec<f32>,
+    w32: Vec<f32>,
+    g32: Vec<f32>,
     walks: Vec<ScoreWalk>,
 }
 
@@ -414,14 +484,6 @@ impl Tree {
             queue: VecDeque::with_capacity(sample + 1),
             boxes: Cache::default(),
             ready: true,
-        }
-    }
-
-    fn mass(&self, r: u32) -> u32 {
-        if is_leaf(r) {
-            self.leaves[ix(r)].mass
-        } else {
-            self.nodes[ix(r)].mass
         }
     }
 
@@ -493,14 +555,26 @@ impl Tree {
     }
 
     /// Recomputes the box of internal node `n` from its children.
-    fn refresh_box(&mut self, n: usize, dims: usize, pts: &Points, sc: &mut Scratch) {
+    /// Returns whether the box changed.
+    fn refresh_box(&mut self, n: usize, dims: usize, pts: &Points, sc: &mut Scratch) -> bool {
         sc.lo.iter_mut().for_each(|v| *v = f64::INFINITY);
         sc.hi.iter_mut().for_each(|v| *v = f64::NEG_INFINITY);
         let (l, r) = (self.nodes[n].left, self.nodes[n].right);
         self.union_into(l, dims, pts, &mut sc.q, &mut sc.lo, &mut sc.hi);
         self.union_into(r, dims, pts, &mut sc.q, &mut sc.lo, &mut sc.hi);
         let b = &mut self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
-        store_box(b, &sc.lo, &sc.hi);
+        let mut fresh = [0.0f32; 2 * MAX_INLINE_DIMS];
+        if 2 * dims <= fresh.len() {
+            let fresh = &mut fresh[..2 * dims];
+            store_box(fresh, &sc.lo, &sc.hi);
+            if fresh == b {
+                return false;
+            }
+            b.copy_from_slice(fresh);
+        } else {
+            store_box(b, &sc.lo, &sc.hi);
+        }
+        true
     }
 
     /// Rebuilds leaves, masses and boxes from the shape and the sampled
@@ -516,7 +590,10 @@ impl Tree {
             *self = Tree::new(self.queue.capacity());
             return;
         }
-        self.nodes.iter_mut().for_each(|n| n.mass = 0);
+        self.nodes.iter_mut().for_each(|n| {
+            n.lmass = 0;
+            n.rmass = 0;
+        });
         self.leaves.iter_mut().for_each(|l| l.mass = 0);
         for k in 0..self.queue.len() {
             let t = self.queue[k];
@@ -524,10 +601,11 @@ impl Tree {
             let mut cur = self.root;
             while cur != NIL && !is_leaf(cur) {
                 let node = &mut self.nodes[ix(cur)];
-                node.mass += 1;
                 cur = if sc.p[node.dim as usize] <= node.cut {
+                    node.lmass += 1;
                     node.left
                 } else {
+                    node.rmass += 1;
                     node.right
                 };
             }
@@ -639,7 +717,7 @@ impl Tree {
                         leaf.point = t;
                     }
                     Some((dim, cut)) => {
-                        let mass = self.leaves[l].mass + 1;
+                        let mass = self.leaves[l].mass;
                         self.split_at(cur, parent, new_ref, dim, cut, mass, dims, sc);
                     }
                 }
@@ -656,27 +734,29 @@ impl Tree {
                 let p = sc.p[dim];
                 let separates = (p < blo && cut < blo) || (p > bhi && cut >= bhi);
                 if separates {
-                    let mass = self.nodes[n].mass + 1;
+                    let mass = self.nodes[n].mass();
                     self.split_at(cur, parent, new_ref, dim, cut, mass, dims, sc);
                     return;
                 }
             }
             // Descend: this node gains the point.
-            self.nodes[n].mass += 1;
             let b = &mut self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
             store_box(b, &sc.lo, &sc.hi);
-            let node = self.nodes[n];
+            let node = &mut self.nodes[n];
             parent = n as u32;
             cur = if sc.p[node.dim as usize] <= node.cut {
+                node.lmass += 1;
                 node.left
             } else {
+                node.rmass += 1;
                 node.right
             };
         }
     }
 
-    /// Puts a new internal node with box `sc.lo..sc.hi` above `cur`, with the
-    /// new leaf on the side of the cut where the new point `sc.p` falls.
+    /// Puts a new internal node with box `sc.lo..sc.hi` above `cur` (which
+    /// holds `mass` points), with the new leaf on the side of the cut where
+    /// the new point `sc.p` falls.
     #[allow(clippy::too_many_arguments)]
     fn split_at(
         &mut self,
@@ -689,10 +769,10 @@ impl Tree {
         dims: usize,
         sc: &Scratch,
     ) {
-        let (left, right) = if sc.p[dim] <= cut {
-            (new_ref, cur)
+        let (left, right, lmass, rmass) = if sc.p[dim] <= cut {
+            (new_ref, cur, 1, mass)
         } else {
-            (cur, new_ref)
+            (cur, new_ref, mass, 1)
         };
         let n = self.alloc_node(
             Internal {
@@ -701,7 +781,8 @@ impl Tree {
                 parent,
                 dim: dim as u32,
                 cut,
-                mass,
+                lmass,
+                rmass,
             },
             dims,
         );
@@ -738,9 +819,10 @@ impl Tree {
         let parent = self.leaves[l].parent;
         if self.leaves[l].mass > 1 {
             self.leaves[l].mass -= 1;
-            let mut g = parent;
+            let (mut c, mut g) = (cur, parent);
             while g != NIL {
-                self.nodes[g as usize].mass -= 1;
+                self.nodes[g as usize].add(c, -1);
+                c = node_ref(g as usize);
                 g = self.nodes[g as usize].parent;
             }
             return;
@@ -755,10 +837,16 @@ impl Tree {
         self.replace_child(pn.parent, node_ref(parent as usize), sibling);
         self.set_parent(sibling, pn.parent);
         self.free_nodes.push(parent);
-        let mut g = pn.parent;
+        // Ancestors lose a point; their boxes shrink only up to the first
+        // one whose box the removed point did not define.
+        let (mut c, mut g) = (sibling, pn.parent);
+        let mut shrinking = true;
         while g != NIL {
-            self.nodes[g as usize].mass -= 1;
-            self.refresh_box(g as usize, dims, pts, sc);
+            self.nodes[g as usize].add(c, -1);
+            if shrinking {
+                shrinking = self.refresh_box(g as usize, dims, pts, sc);
+            }
+            c = node_ref(g as usize);
             g = self.nodes[g as usize].parent;
         }
     }
@@ -793,35 +881,34 @@ impl Tree {
         let node = &self.nodes[n];
         let b = &self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
         let (lo, hi) = b.split_at(dims);
-        let (mut range, mut gap) = (0.0, 0.0);
-        for j in 0..dims {
-            let (lo, hi, p, wj) = (f64::from(lo[j]), f64::from(hi[j]), sc.p[j], sc.w[j]);
-            let g = wj * ((lo - p).max(0.0) + (p - hi).max(0.0));
-            sc.q[j] = g;
-            range += wj * (hi - lo);
-            gap += g;
-        }
+        let (range, gap) = box_gap(lo, hi, &sc.p32, &sc.w32, &mut sc.g32);
+        let (range, gap) = (f64::from(range), f64::from(gap));
         if gap > 0.0 {
-            let prob = gap / (range + gap);
-            let c = w.survive * prob * f64::from(node.mass).max(w.ratio);
+            // An infinite gap (values beyond f32) separates for sure.
+            let prob = if gap.is_finite() && range.is_finite() {
+                gap / (range + gap)
+            } else if gap.is_infinite() {
+                1.0
+            } else {
+                0.0
+            };
+            let c = w.survive * prob * f64::from(node.mass()).max(w.ratio);
             w.e += c;
-            let k = c / gap;
-            for j in 0..dims {
-                sc.attr[j] += k * sc.q[j];
+            let k = if gap.is_finite() { c / gap } else { 0.0 };
+            for (a, g) in sc.attr.iter_mut().zip(&sc.g32) {
+                *a += k * f64::from(*g);
             }
             w.survive *= 1.0 - prob;
             if w.survive < 1e-12 {
                 return true;
             }
         }
-        let (child, sib) = if sc.p[node.dim as usize] <= node.cut {
-            (node.left, node.right)
+        let (child, cm, sm) = if sc.p[node.dim as usize] <= node.cut {
+            (node.left, node.lmass, node.rmass)
         } else {
-            (node.right, node.left)
+            (node.right, node.rmass, node.lmass)
         };
-        w.ratio = w
-            .ratio
-            .max(f64::from(self.mass(sib)) / (f64::from(self.mass(child)) + 1.0));
+        w.ratio = w.ratio.max(f64::from(sm) / (f64::from(cm) + 1.0));
         w.cur = child;
         false
     }
@@ -951,6 +1038,12 @@ impl OnlineDetector for RandomCutForest {
                 }
             }
             pts.get(t, &mut sc.p);
+            sc.p32.clear();
+            sc.p32.extend(sc.p.iter().map(|&v| v as f32));
+            sc.w32.clear();
+            sc.w32.extend(sc.w.iter().map(|&v| v as f32));
+            sc.g32.clear();
+            sc.g32.resize(dims, 0.0);
             // Walk all trees in lockstep: the walks are independent chains of
             // dependent loads, so interleaving them keeps several cache misses
             // in flight instead of one.
@@ -1100,7 +1193,7 @@ mod tests {
             for tree in &d.trees {
                 if tree.root != NIL && !is_leaf(tree.root) {
                     assert_eq!(
-                        tree.nodes[ix(tree.root)].mass as usize,
+                        tree.nodes[ix(tree.root)].mass() as usize,
                         tree.queue.len(),
                         "at {i} {x:?}"
                     );
@@ -1112,7 +1205,7 @@ mod tests {
         for tree in &d.trees {
             assert_eq!(tree.queue.len(), 64);
             if !is_leaf(tree.root) {
-                assert_eq!(tree.nodes[ix(tree.root)].mass, 64);
+                assert_eq!(tree.nodes[ix(tree.root)].mass(), 64);
             }
         }
         assert!(RcfParams {
