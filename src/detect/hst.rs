@@ -285,7 +285,7 @@ pub struct HalfSpaceTrees {
     /// Completed windows.
     windows: u64,
     #[serde(skip)]
-    scratch: Scratch,
+    scratch: Box<Scratch>,
 }
 
 /// Trees walked together (see `update`).
@@ -340,7 +340,7 @@ impl HalfSpaceTrees {
                 .collect(),
             in_window: 0,
             windows: 0,
-            scratch: Scratch::default(),
+            scratch: Box::default(),
         }
     }
 

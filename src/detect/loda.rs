@@ -108,7 +108,7 @@ pub struct Loda {
     /// decays older counts relative to new ones without touching them.
     inc: f64,
     #[serde(skip)]
-    scratch: Scratch,
+    scratch: Box<Scratch>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -160,7 +160,7 @@ impl Loda {
             counts: vec![0.0; k * (params.bins as usize + 2)],
             total: 0.0,
             inc: 1.0,
-            scratch: Scratch::default(),
+            scratch: Box::default(),
         }
     }
 }

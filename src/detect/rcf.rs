@@ -464,7 +464,6 @@ struct Scratch {
     p32: Vec<f32>,
     w32: Vec<f32>,
     g32: Vec<f32>,
-    walks: Vec<ScoreWalk>,
 }
 
 impl PartialEq for Scratch {
@@ -739,9 +738,19 @@ impl Tree {
                     return;
                 }
             }
-            // Descend: this node gains the point.
+            // Descend: this node gains the point (its box grows only where
+            // the point lies outside).
             let b = &mut self.boxes.0[n * 2 * dims..(n + 1) * 2 * dims];
-            store_box(b, &sc.lo, &sc.hi);
+            let (blo, bhi) = b.split_at_mut(dims);
+            for j in 0..dims {
+                let p = sc.p[j];
+                if p < f64::from(blo[j]) {
+                    blo[j] = down(p);
+                }
+                if p > f64::from(bhi[j]) {
+                    bhi[j] = up(p);
+                }
+            }
             let node = &mut self.nodes[n];
             parent = n as u32;
             cur = if sc.p[node.dim as usize] <= node.cut {
@@ -937,7 +946,7 @@ pub struct RandomCutForest {
     trees: Vec<Tree>,
     rng: SplitMix64,
     #[serde(skip)]
-    scratch: Scratch,
+    scratch: Box<Scratch>,
 }
 
 impl RandomCutForest {
@@ -960,7 +969,7 @@ impl RandomCutForest {
                 .map(|_| Tree::new(params.sample_size as usize))
                 .collect(),
             rng: SplitMix64::new(seed),
-            scratch: Scratch::default(),
+            scratch: Box::default(),
         }
     }
 
@@ -1044,28 +1053,17 @@ impl OnlineDetector for RandomCutForest {
             sc.w32.extend(sc.w.iter().map(|&v| v as f32));
             sc.g32.clear();
             sc.g32.resize(dims, 0.0);
-            // Walk all trees in lockstep: the walks are independent chains of
-            // dependent loads, so interleaving them keeps several cache misses
-            // in flight instead of one.
-            let mut walks = std::mem::take(&mut sc.walks);
-            walks.clear();
-            walks.extend(self.trees.iter().map(|t| ScoreWalk {
-                cur: t.root,
-                survive: 1.0,
-                ratio: 0.0,
-                e: 0.0,
-            }));
-            let mut active = walks.iter().filter(|w| w.cur != NIL).count();
-            while active > 0 {
-                for (tree, w) in self.trees.iter().zip(walks.iter_mut()) {
-                    if w.cur != NIL && tree.step(w, dims, &pts, &mut sc) {
-                        w.cur = NIL;
-                        active -= 1;
-                    }
-                }
+            let mut total = 0.0;
+            for tree in self.trees.iter().filter(|t| t.root != NIL) {
+                let mut w = ScoreWalk {
+                    cur: tree.root,
+                    survive: 1.0,
+                    ratio: 0.0,
+                    e: 0.0,
+                };
+                while !tree.step(&mut w, dims, &pts, &mut sc) {}
+                total += w.e;
             }
-            let total: f64 = walks.iter().map(|w| w.e).sum();
-            sc.walks = walks;
             raw = total / self.trees.len().max(1) as f64;
             let full = self.params.sample_size as usize;
             for tree in &mut self.trees {
@@ -1186,7 +1184,7 @@ mod tests {
                 0 => [f64::NAN, f64::INFINITY],
                 1 => [f64::MAX, -f64::MAX],
                 2 => [1e-310, 0.0],
-                3 | 4 | 5 => [1.0, 1.0],
+                3..=5 => [1.0, 1.0],
                 _ => [r.next_f64(), (r.next_f64() * 4.0).floor()],
             };
             let s = d.update(&x, 0.0, &mut ex);
