@@ -64,8 +64,6 @@ pub const DEFAULT_SAMPLE_RATE: f64 = 0.1;
 /// accepted: about 8 standard deviations below the mean for 256, so forced
 /// evictions are practically never needed (but are handled).
 const RING_FACTOR: f64 = 1.5;
-/// Unit weights for the fallback cut (dimensions beyond are never cut then).
-const UNIT_WEIGHTS: &[f64] = &[1.0; 512];
 /// Dimensions up to which box refreshes compare on the stack.
 const MAX_INLINE_DIMS: usize = 64;
 /// Null/child marker.
@@ -644,27 +642,30 @@ impl Tree {
     /// Draws a cut in the box `lo..hi` with dimensions weighted by `w`.
     /// Returns `None` when the box is a single point.
     fn draw_cut(lo: &[f64], hi: &[f64], w: &[f64], rng: &mut SplitMix64) -> Option<(usize, f64)> {
-        let mut total: f64 = (0..lo.len()).map(|j| w[j] * (hi[j] - lo[j])).sum();
-        let mut w = w;
+        let weighted: f64 = (0..lo.len()).map(|j| w[j] * (hi[j] - lo[j])).sum();
+        // If weighted ranges under- or overflowed (subnormal differences, a
+        // huge scale ratio), fall back to unit weights for this cut: two
+        // distinct f64 values always differ by a positive amount.
+        let unit = !(weighted > 0.0 && weighted.is_finite());
+        let weight = |j: usize| if unit { 1.0 } else { w[j] };
+        let total = if unit {
+            (0..lo.len()).map(|j| hi[j] - lo[j]).sum()
+        } else {
+            weighted
+        };
         if !(total > 0.0 && total.is_finite()) {
-            // Weighted ranges under- or overflowed (subnormal differences, a
-            // huge scale ratio): fall back to unit weights for this cut.
-            w = UNIT_WEIGHTS.get(..lo.len()).unwrap_or(UNIT_WEIGHTS);
-            total = (0..lo.len().min(w.len())).map(|j| hi[j] - lo[j]).sum();
-            if !(total > 0.0 && total.is_finite()) {
-                return None;
-            }
+            return None;
         }
         let mut r = rng.next_f64() * total;
         let mut last = 0;
-        for j in 0..lo.len().min(w.len()) {
-            let span = w[j] * (hi[j] - lo[j]);
+        for j in 0..lo.len() {
+            let span = weight(j) * (hi[j] - lo[j]);
             if span <= 0.0 {
                 continue;
             }
             last = j;
             if r < span {
-                let v = lo[j] + r / w[j];
+                let v = lo[j] + r / weight(j);
                 return Some((j, if v < hi[j] { v } else { lo[j] }));
             }
             r -= span;
@@ -1172,6 +1173,24 @@ mod tests {
         assert_eq!(run(&mut a, &pts[1200..]), run(&mut b, &pts[1200..]));
         let mut c = RandomCutForest::new(3, small(), 10);
         assert_ne!(sa, run(&mut c, &pts[..1200]));
+        // Early snapshots: empty trees, single leaves, a shingle not yet full.
+        for cut in [0, 1, 2, 5, 70] {
+            let params = RcfParams {
+                shingle: 4,
+                ..small()
+            };
+            let mut a = RandomCutForest::new(3, params, 4);
+            let mut b = a.clone();
+            run(&mut a, &pts[..cut]);
+            run(&mut b, &pts[..cut]);
+            let mut b: RandomCutForest =
+                postcard::from_bytes(&postcard::to_stdvec(&b).unwrap()).unwrap();
+            assert_eq!(
+                run(&mut a, &pts[cut..400]),
+                run(&mut b, &pts[cut..400]),
+                "cut {cut}"
+            );
+        }
     }
 
     #[test]
