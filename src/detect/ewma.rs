@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use super::univariate::{Step, Univariate};
 
-/// Default smoothing factor: memory of about 40 points, short enough to follow
-/// daily seasonality sampled every few minutes.
-pub const DEFAULT_ALPHA: f64 = 0.05;
+/// Default smoothing factor: a long memory (≈ 4,000 points, two weeks of
+/// 5-minute data), so the normal range is that of the key's history rather
+/// than of the last hours. On the NAB development subset 0.0005 scored 42.5
+/// (standard) against 36.1 at 0.002 and 25.3 at 0.05; for a detector that
+/// follows fast changes use `seasonal`, which models the level separately.
+pub const DEFAULT_ALPHA: f64 = 0.0005;
 
 /// Points learned unclipped before winsorizing starts (variance is unreliable before).
 const UNCLIPPED_POINTS: u32 = 10;

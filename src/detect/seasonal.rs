@@ -38,10 +38,14 @@ pub const RESELECT_EVERY: u32 = 64;
 const ACF_BETA: f64 = 0.002;
 /// Level smoothing.
 pub const LEVEL_ALPHA: f64 = 0.05;
-/// Seasonal profile smoothing (per visit of a phase).
+/// Seasonal profile smoothing (per visit of a phase): a profile remembers
+/// about 20 periods. 0.1 beat 0.2 and 0.3 on the NAB development subset.
 pub const SEASON_GAMMA: f64 = 0.1;
-/// Residual mean/variance smoothing.
-const RESID_ALPHA: f64 = 0.02;
+/// Residual mean/variance smoothing: a long memory (≈ 2,000 points) so that
+/// the scale of "normal" residuals is not inflated by the incident itself.
+/// On the NAB development subset 0.001 scored 55.0 (standard) against 50.3
+/// at 0.02 and 54.7 at 0.0005.
+const RESID_ALPHA: f64 = 0.001;
 /// Relative floor on the residual scale.
 const SD_FLOOR_REL: f64 = 1e-9;
 /// Floor on the residual scale as a share of the series' own long-run
