@@ -238,7 +238,7 @@ impl Default for DetectorSpec {
             contamination: Contamination(0.005),
             warmup: 30,
             suppression: 0,
-            seed: 0x5eed_0f_a40a_1e,
+            seed: 0x5eed_0fa4_0a1e,
             threshold: ThresholdMode::Quantile,
         }
     }
