@@ -14,8 +14,8 @@
 //!
 //! Bounded memory: the fit uses the last [`MAX_PEAKS`] excesses (counts of
 //! all excesses are kept for `N_t / n`). The GPD is fitted by the method of
-//! moments (Hosking & Wallis 1987), closed-form and O(`MAX_PEAKS`) per
-//! excess, instead of SPOT's Grimshaw maximum-likelihood root search; the
+//! moments (Hosking & Wallis 1987), closed-form and O(1) per excess from
+//! running sums, instead of SPOT's Grimshaw maximum-likelihood root search; the
 //! shape is clamped to `[-0.5, 0.5]`, where the moments exist.
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,9 @@ pub struct Spot {
     n_peaks: u64,
     peaks: Vec<f64>,
     head: u32,
+    /// Running sum and sum of squares of `peaks` (O(1) refits).
+    sum: f64,
+    sum_sq: f64,
     z: Option<f64>,
 }
 
@@ -55,6 +58,8 @@ impl Spot {
             n_peaks: 0,
             peaks: Vec::new(),
             head: 0,
+            sum: 0.0,
+            sum_sq: 0.0,
             z: None,
         }
     }
@@ -84,8 +89,18 @@ impl Spot {
         if self.peaks.len() < MAX_PEAKS {
             self.peaks.push(excess);
         } else {
-            self.peaks[self.head as usize] = excess;
+            let old = std::mem::replace(&mut self.peaks[self.head as usize], excess);
             self.head = ((self.head as usize + 1) % MAX_PEAKS) as u32;
+            self.sum -= old;
+            self.sum_sq -= old * old;
+        }
+        self.sum += excess;
+        self.sum_sq += excess * excess;
+        if self.head == 0 && self.peaks.len() == MAX_PEAKS {
+            // Once per pass over the ring, drop the rounding drift of the
+            // running sums.
+            self.sum = self.peaks.iter().sum();
+            self.sum_sq = self.peaks.iter().map(|e| e * e).sum();
         }
         self.n_peaks += 1;
         if self.n_peaks >= MIN_PEAKS {
@@ -95,8 +110,8 @@ impl Spot {
 
     fn fit(&self, t: f64) -> f64 {
         let k = self.peaks.len() as f64;
-        let m = self.peaks.iter().sum::<f64>() / k;
-        let v = self.peaks.iter().map(|e| (e - m) * (e - m)).sum::<f64>() / k;
+        let m = self.sum / k;
+        let v = self.sum_sq / k - m * m;
         if m <= 0.0 || v <= 0.0 || !m.is_finite() || !v.is_finite() {
             return t;
         }
