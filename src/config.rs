@@ -488,6 +488,8 @@ pub fn figment_from(config: &Config) -> Figment {
 }
 
 #[cfg(test)]
+// figment's Jail returns its own (large) error type; that is its API.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;

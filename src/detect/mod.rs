@@ -24,6 +24,7 @@ pub mod ewma;
 pub mod gaussian;
 pub mod hst;
 pub mod loda;
+pub mod null;
 pub mod mad;
 pub mod rcf;
 pub mod rng;
@@ -48,8 +49,9 @@ pub use ewma::Ewma;
 pub use gaussian::WindowedGaussian;
 pub use hst::HalfSpaceTrees;
 pub use loda::Loda;
-pub use rcf::RandomCutForest;
+pub use null::NullDetector;
 pub use mad::Mad;
+pub use rcf::RandomCutForest;
 pub use rng::{seed_for_key, SplitMix64};
 pub use seasonal::Seasonal;
 pub use univariate::{PerFeature, Univariate};
@@ -126,13 +128,14 @@ pub enum Algorithm {
     Rcf,
     /// LODA sparse random projections with histograms (multivariate, see [`loda`]).
     Loda,
+    /// Scores every point 0: detection switched off (see [`null`]).
+    Null,
 }
 
 impl Algorithm {
     /// Every accepted name, for error messages and docs.
     pub const NAMES: &'static [&'static str] = &[
-        "ewma", "mad", "gaussian", "seasonal", "cusum", "ensemble", "auto", "hst",
-        "rcf", "loda",
+        "ewma", "mad", "gaussian", "seasonal", "cusum", "ensemble", "auto", "hst", "rcf", "loda", "null",
     ];
 
     /// The univariate algorithms (each runs per feature).
@@ -157,6 +160,7 @@ impl Algorithm {
             Algorithm::Hst => "hst",
             Algorithm::Rcf => "rcf",
             Algorithm::Loda => "loda",
+            Algorithm::Null => "null",
         }
     }
 }
@@ -182,6 +186,7 @@ impl FromStr for Algorithm {
             "hst" | "half_space_trees" | "halfspacetrees" => Ok(Algorithm::Hst),
             "rcf" | "random_cut_forest" | "randomcutforest" => Ok(Algorithm::Rcf),
             "loda" => Ok(Algorithm::Loda),
+            "null" | "none" | "off" => Ok(Algorithm::Null),
             other => Err(format!(
                 "unknown algorithm `{other}`; expected one of: {}",
                 Algorithm::NAMES.join(", ")
@@ -267,6 +272,8 @@ pub enum Model {
     Rcf(RandomCutForest),
     /// See [`Loda`].
     Loda(Loda),
+    /// See [`NullDetector`].
+    Null(NullDetector),
 }
 
 impl Model {
@@ -297,7 +304,10 @@ impl Model {
                 rcf::RcfParams::default(),
                 seed,
             )),
-            Algorithm::Loda => Model::Loda(Loda::new(n_features, loda::LodaParams::default(), seed)),
+            Algorithm::Loda => {
+                Model::Loda(Loda::new(n_features, loda::LodaParams::default(), seed))
+            }
+            Algorithm::Null => Model::Null(NullDetector),
         }
     }
 
@@ -315,6 +325,7 @@ impl Model {
             Algorithm::Hst => hst::HstParams::default().prior_threshold(),
             Algorithm::Rcf => rcf::RcfParams::default().prior_threshold(),
             Algorithm::Loda => loda::LodaParams::default().prior_threshold(),
+            Algorithm::Null => 1.0,
         }
     }
 
@@ -336,6 +347,7 @@ impl Model {
             Model::Hst(m) => m.update(x, threshold, explain),
             Model::Rcf(m) => m.update(x, threshold, explain),
             Model::Loda(m) => m.update(x, threshold, explain),
+            Model::Null(m) => m.update(x, threshold, explain),
         }
     }
 }

@@ -52,6 +52,9 @@ pub enum StoreError {
     },
 }
 
+/// `(entity key, serialized state)` pairs.
+pub type KeyStates = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One partition's durable unit: changed key states and the next offset.
 #[derive(Debug, Default)]
 pub struct Checkpoint {
@@ -62,7 +65,7 @@ pub struct Checkpoint {
     /// First offset not yet reflected in the state.
     pub next_offset: i64,
     /// `(entity key, serialized state)` of keys changed since the last checkpoint.
-    pub states: Vec<(Vec<u8>, Vec<u8>)>,
+    pub states: KeyStates,
 }
 
 /// The RocksDB store, shared by the partition tasks.
@@ -132,7 +135,7 @@ impl Store {
         &self,
         topic: &str,
         partition: i32,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<KeyStates, StoreError> {
         let prefix = state_prefix(topic, partition);
         let mut out = Vec::new();
         for item in self
