@@ -11,10 +11,17 @@
 //! Mann–Whitney statistic of the raw scores (ties count one half); rows/s
 //! times only the updates, on one thread. Prints a markdown table beside
 //! River's numbers from `odds/README.md`.
+//!
+//! Besides algorithm names, `hst:TxD` runs Half-Space Trees with `T` trees of
+//! depth `D` (other parameters default) as a bare model, without the
+//! calibrator, e.g. `hst:10x8` for River's shape.
 
 use std::time::Instant;
 
-use pynomaly_detection::detect::{Algorithm, DetectorSpec, KeyedDetector, Score};
+use pynomaly_detection::detect::hst::{HalfSpaceTrees, HstParams};
+use pynomaly_detection::detect::{
+    Algorithm, DetectorSpec, FeatureExplanation, KeyedDetector, OnlineDetector, Score,
+};
 
 /// River 0.26.1 `MinMaxScaler | HalfSpaceTrees(seed=42)` from `odds/README.md`:
 /// (file stem, AUC, rows/s).
@@ -74,18 +81,92 @@ fn load(path: &std::path::Path) -> Result<(Vec<Vec<f64>>, Vec<bool>)> {
     Ok((rows, labels))
 }
 
+/// What to evaluate: an algorithm through the service path, or a bare HST
+/// of a given shape.
+#[derive(Clone, Copy)]
+enum Candidate {
+    Keyed(Algorithm),
+    Hst(HstParams),
+}
+
+impl Candidate {
+    fn parse(s: &str) -> std::result::Result<Candidate, String> {
+        if let Some(shape) = s.strip_prefix("hst:") {
+            let (t, d) = shape
+                .split_once('x')
+                .ok_or_else(|| format!("expected hst:TREESxDEPTH, got {s}"))?;
+            let params = HstParams {
+                trees: t.parse().map_err(|e| format!("{s}: {e}"))?,
+                depth: d.parse().map_err(|e| format!("{s}: {e}"))?,
+                ..HstParams::default()
+            }
+            .validate()?;
+            return Ok(Candidate::Hst(params));
+        }
+        s.parse().map(Candidate::Keyed)
+    }
+
+    fn label(self) -> String {
+        match self {
+            Candidate::Keyed(a) => a.to_string(),
+            Candidate::Hst(p) => format!("hst {}x{} (model)", p.trees, p.depth),
+        }
+    }
+
+    /// Raw scores of every row (prequential) and the seconds spent updating.
+    fn run(self, rows: &[Vec<f64>]) -> (Vec<f64>, f64) {
+        let d = rows.first().map_or(0, Vec::len);
+        let mut scores = Vec::with_capacity(rows.len());
+        let start;
+        match self {
+            Candidate::Keyed(algorithm) => {
+                let spec = DetectorSpec {
+                    algorithm,
+                    warmup: 0,
+                    ..DetectorSpec::default()
+                };
+                let mut det = KeyedDetector::new(&spec, 42, d);
+                let mut out = Score {
+                    score: 0.0,
+                    raw: 0.0,
+                    threshold: 0.0,
+                    is_anomaly: false,
+                    warming_up: true,
+                    features: Vec::with_capacity(d),
+                };
+                start = Instant::now();
+                for r in rows {
+                    det.update_into(r, &mut out);
+                    scores.push(out.raw);
+                }
+            }
+            Candidate::Hst(params) => {
+                let mut det = HalfSpaceTrees::new(d, params, 42);
+                let mut ex: Vec<FeatureExplanation> = Vec::with_capacity(d);
+                start = Instant::now();
+                for r in rows {
+                    scores.push(det.update(r, 0.0, &mut ex));
+                }
+            }
+        }
+        (scores, start.elapsed().as_secs_f64())
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = args
         .first()
         .cloned()
         .unwrap_or_else(|| "../shared/odds".into());
-    let algos: Vec<Algorithm> = match args.get(1) {
+    let algos: Vec<Candidate> = match args.get(1) {
         Some(list) => list
             .split(',')
-            .map(|a| a.parse())
+            .map(Candidate::parse)
             .collect::<std::result::Result<_, _>>()?,
-        None => vec![Algorithm::Hst, Algorithm::Rcf, Algorithm::Loda],
+        None => [Algorithm::Hst, Algorithm::Rcf, Algorithm::Loda]
+            .map(Candidate::Keyed)
+            .to_vec(),
     };
     let mut files: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -94,6 +175,7 @@ fn main() -> Result<()> {
     files.sort();
     print!("| file | rows | River AUC | River rows/s |");
     for a in &algos {
+        let a = a.label();
         print!(" {a} AUC | {a} rows/s |");
     }
     println!();
@@ -115,29 +197,8 @@ fn main() -> Result<()> {
             Some((_, a, r)) => print!(" {a:.3} | {:.1}k |", r / 1e3),
             None => print!(" – | – |"),
         }
-        for &algorithm in &algos {
-            let spec = DetectorSpec {
-                algorithm,
-                warmup: 0,
-                ..DetectorSpec::default()
-            };
-            let d = rows.first().map_or(0, Vec::len);
-            let mut det = KeyedDetector::new(&spec, 42, d);
-            let mut scores = Vec::with_capacity(rows.len());
-            let mut out = Score {
-                score: 0.0,
-                raw: 0.0,
-                threshold: 0.0,
-                is_anomaly: false,
-                warming_up: true,
-                features: Vec::with_capacity(d),
-            };
-            let start = Instant::now();
-            for r in &rows {
-                det.update_into(r, &mut out);
-                scores.push(out.raw);
-            }
-            let secs = start.elapsed().as_secs_f64();
+        for &candidate in &algos {
+            let (scores, secs) = candidate.run(&rows);
             let a = auc(&scores, &labels);
             let rate = rows.len() as f64 / secs;
             let mark = match river {
