@@ -25,7 +25,10 @@
 //! # Scale
 //! Cut probabilities and scores weigh each dimension's range by `1 / sd` of
 //! its feature (running standard deviation, no look-ahead). Points are stored
-//! raw, so boxes stay exact as the scale estimate moves.
+//! raw (`f64`), so the trees stay valid as the scale estimate moves. Bounding
+//! boxes are cached in `f32` rounded outward: always supersets of the exact
+//! boxes, so routing and separation tests stay correct, at half the memory
+//! traffic; they are derived data, rebuilt after a restore.
 //!
 //! # Score: expected collusive displacement
 //! The raw score is the forest mean of the *expected* displacement (CoDisp)
