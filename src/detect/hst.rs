@@ -30,9 +30,9 @@
 //! are freed at the swap. The price is that a node's first point is not
 //! counted below it (masses at depth `k` are undercounted by at most `k`; on
 //! the ODDS sets AUC moves by at most 0.01, while live nodes halve and time
-//! drops by about a third). An update walks at most `trees · (depth + 1)` nodes, four trees
-//! interleaved; memory is bounded by the distinct paths of two windows, not
-//! by `2^depth`.
+//! drops by about a third). An update walks at most `trees · (depth + 1)`
+//! nodes, four trees interleaved; memory is bounded by the distinct paths of
+//! two windows, not by `2^depth`.
 //!
 //! # Explanation
 //! In each tree, the split that moved the point from a cell with enough
