@@ -19,7 +19,7 @@ FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        cmake clang libclang-dev libssl-dev libsasl2-dev zlib1g-dev pkg-config \
+        cmake clang libclang-dev libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /build
@@ -64,7 +64,7 @@ LABEL org.opencontainers.image.title="pynomaly-detection" \
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        ca-certificates libssl3 libsasl2-2 libsasl2-modules libstdc++6 \
+        ca-certificates libssl3 libsasl2-2 libsasl2-modules libcurl4 libstdc++6 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 1000 pynomaly \
     && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /var/lib/pynomaly \

@@ -24,8 +24,8 @@ pub mod ewma;
 pub mod gaussian;
 pub mod hst;
 pub mod loda;
-pub mod null;
 pub mod mad;
+pub mod null;
 pub mod rcf;
 pub mod rng;
 pub mod scaler;
@@ -49,8 +49,8 @@ pub use ewma::Ewma;
 pub use gaussian::WindowedGaussian;
 pub use hst::HalfSpaceTrees;
 pub use loda::Loda;
-pub use null::NullDetector;
 pub use mad::Mad;
+pub use null::NullDetector;
 pub use rcf::RandomCutForest;
 pub use rng::{seed_for_key, SplitMix64};
 pub use seasonal::Seasonal;
@@ -135,7 +135,8 @@ pub enum Algorithm {
 impl Algorithm {
     /// Every accepted name, for error messages and docs.
     pub const NAMES: &'static [&'static str] = &[
-        "ewma", "mad", "gaussian", "seasonal", "cusum", "ensemble", "auto", "hst", "rcf", "loda", "null",
+        "ewma", "mad", "gaussian", "seasonal", "cusum", "ensemble", "auto", "hst", "rcf", "loda",
+        "null",
     ];
 
     /// The univariate algorithms (each runs per feature).

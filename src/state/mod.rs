@@ -131,11 +131,7 @@ impl Store {
     }
 
     /// Every stored key state of a partition.
-    pub fn load_partition(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<KeyStates, StoreError> {
+    pub fn load_partition(&self, topic: &str, partition: i32) -> Result<KeyStates, StoreError> {
         let prefix = state_prefix(topic, partition);
         let mut out = Vec::new();
         for item in self
