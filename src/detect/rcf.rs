@@ -69,6 +69,10 @@ pub const DEFAULT_SAMPLE_RATE: f64 = 0.1;
 const RING_FACTOR: f64 = 1.5;
 /// Dimensions up to which box refreshes compare on the stack.
 const MAX_INLINE_DIMS: usize = 64;
+/// Largest sample per tree (masses and parent indices are `u16`).
+pub const MAX_SAMPLE: u32 = 32_768;
+/// Largest number of dimensions of a shingled point (cut dimensions are `u16`).
+pub const MAX_DIMS: usize = 65_535;
 /// Null/child marker.
 const NIL: u32 = u32::MAX;
 
@@ -97,15 +101,15 @@ impl Default for RcfParams {
 }
 
 impl RcfParams {
-    /// Checks ranges: `1..=1000` trees, sample `2..=65536`, shingle `0..=64`,
+    /// Checks ranges: `1..=1000` trees, sample `2..=32768`, shingle `0..=64`,
     /// rate in `(0, 1]`.
     pub fn validate(self) -> Result<Self, String> {
         if !(1..=1000).contains(&self.trees) {
             return Err(format!("rcf trees must be in 1..=1000, got {}", self.trees));
         }
-        if !(2..=65536).contains(&self.sample_size) {
+        if !(2..=MAX_SAMPLE).contains(&self.sample_size) {
             return Err(format!(
-                "rcf sample_size must be in 2..=65536, got {}",
+                "rcf sample_size must be in 2..={MAX_SAMPLE}, got {}",
                 self.sample_size
             ));
         }
@@ -230,30 +234,51 @@ fn node_ref(i: usize) -> u32 {
     (i as u32) << 1
 }
 
+/// `u16` form of a parent index ([`NIL`] maps to `u16::MAX`): a tree has
+/// fewer than [`MAX_SAMPLE`] internal nodes, so indices fit.
+#[inline]
+fn p16(p: u32) -> u16 {
+    if p == NIL {
+        u16::MAX
+    } else {
+        p as u16
+    }
+}
+
 /// Internal node: a cut and two children (tagged refs: low bit 1 = leaf).
+/// 24 bytes: the walks are bound by memory traffic, so fields are narrow.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Internal {
+    cut: f64,
     left: u32,
     right: u32,
-    parent: u32,
-    dim: u32,
-    cut: f64,
+    parent: u16,
+    dim: u16,
     /// Points in the left subtree (kept here so a walk reads both children's
     /// masses without touching the sibling).
-    lmass: u32,
+    lmass: u16,
     /// Points in the right subtree.
-    rmass: u32,
+    rmass: u16,
 }
 
 impl Internal {
     #[inline]
     fn mass(&self) -> u32 {
-        self.lmass + self.rmass
+        u32::from(self.lmass) + u32::from(self.rmass)
+    }
+
+    #[inline]
+    fn parent(&self) -> u32 {
+        if self.parent == u16::MAX {
+            NIL
+        } else {
+            u32::from(self.parent)
+        }
     }
 
     /// Adds `delta` to the side holding `child`.
     #[inline]
-    fn add(&mut self, child: u32, delta: i32) {
+    fn add(&mut self, child: u32, delta: i16) {
         let m = if self.left == child {
             &mut self.lmass
         } else {
@@ -264,11 +289,29 @@ impl Internal {
 }
 
 /// Leaf: one distinct point (its newest copy) and how many copies it holds.
+/// `point` keeps the low 32 bits of the time: the ring's length is a power of
+/// two, so they address the same slot.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Leaf {
-    point: u64,
-    mass: u32,
-    parent: u32,
+    point: u32,
+    mass: u16,
+    parent: u16,
+}
+
+impl Leaf {
+    #[inline]
+    fn point(&self) -> u64 {
+        u64::from(self.point)
+    }
+
+    #[inline]
+    fn parent(&self) -> u32 {
+        if self.parent == u16::MAX {
+            NIL
+        } else {
+            u32::from(self.parent)
+        }
+    }
 }
 
 /// Recent inputs: the point of time `t` is read from here.
@@ -359,7 +402,7 @@ impl From<&Tree> for TreeWire {
                 w.shape.push(0);
             } else {
                 let n = &t.nodes[ix(r)];
-                w.shape.push(n.dim + 1);
+                w.shape.push(u32::from(n.dim) + 1);
                 w.cuts.push(n.cut);
                 stack.push(n.right);
                 stack.push(n.left);
@@ -398,16 +441,17 @@ impl TryFrom<TreeWire> for Tree {
                 t.leaves.push(Leaf {
                     point: 0,
                     mass: 0,
-                    parent,
+                    parent: p16(parent),
                 });
                 leaf_ref(t.leaves.len() - 1)
             } else {
                 let cut = *cuts.next().ok_or("rcf: missing cut")?;
+                let dim = u16::try_from(tag - 1).map_err(|_| "rcf: dimension out of range")?;
                 t.nodes.push(Internal {
                     left: NIL,
                     right: NIL,
-                    parent,
-                    dim: tag - 1,
+                    parent: p16(parent),
+                    dim,
                     cut,
                     lmass: 0,
                     rmass: 0,
@@ -489,9 +533,9 @@ impl Tree {
 
     fn set_parent(&mut self, r: u32, parent: u32) {
         if is_leaf(r) {
-            self.leaves[ix(r)].parent = parent;
+            self.leaves[ix(r)].parent = p16(parent);
         } else {
-            self.nodes[ix(r)].parent = parent;
+            self.nodes[ix(r)].parent = p16(parent);
         }
     }
 
@@ -540,7 +584,7 @@ impl Tree {
         hi: &mut [f64],
     ) {
         if is_leaf(r) {
-            pts.get(self.leaves[ix(r)].point, q);
+            pts.get(self.leaves[ix(r)].point(), q);
             for j in 0..dims {
                 lo[j] = lo[j].min(f64::from(down(q[j])));
                 hi[j] = hi[j].max(f64::from(up(q[j])));
@@ -612,7 +656,7 @@ impl Tree {
             if cur != NIL {
                 let leaf = &mut self.leaves[ix(cur)];
                 leaf.mass += 1;
-                leaf.point = t;
+                leaf.point = t as u32;
             }
         }
         self.rebuild_boxes(dims, pts, sc);
@@ -687,9 +731,9 @@ impl Tree {
         sc: &mut Scratch,
     ) {
         let new_leaf = self.alloc_leaf(Leaf {
-            point: t,
+            point: t as u32,
             mass: 1,
-            parent: NIL,
+            parent: u16::MAX,
         });
         let new_ref = leaf_ref(new_leaf);
         if self.root == NIL {
@@ -701,7 +745,7 @@ impl Tree {
         loop {
             if is_leaf(cur) {
                 let l = ix(cur);
-                pts.get(self.leaves[l].point, &mut sc.q);
+                pts.get(self.leaves[l].point(), &mut sc.q);
                 for j in 0..dims {
                     sc.lo[j] = sc.q[j].min(sc.p[j]);
                     sc.hi[j] = sc.q[j].max(sc.p[j]);
@@ -717,7 +761,7 @@ impl Tree {
                         self.free_leaves.push(new_leaf as u32);
                         let leaf = &mut self.leaves[l];
                         leaf.mass += 1;
-                        leaf.point = t;
+                        leaf.point = t as u32;
                     }
                     Some((dim, cut)) => {
                         let mass = self.leaves[l].mass;
@@ -737,7 +781,8 @@ impl Tree {
                 let p = sc.p[dim];
                 let separates = (p < blo && cut < blo) || (p > bhi && cut >= bhi);
                 if separates {
-                    let mass = self.nodes[n].mass();
+                    // At most `sample_size <= MAX_SAMPLE` points: fits.
+                    let mass = self.nodes[n].mass() as u16;
                     self.split_at(cur, parent, new_ref, dim, cut, mass, dims, sc);
                     return;
                 }
@@ -778,7 +823,7 @@ impl Tree {
         new_ref: u32,
         dim: usize,
         cut: f64,
-        mass: u32,
+        mass: u16,
         dims: usize,
         sc: &Scratch,
     ) {
@@ -791,8 +836,8 @@ impl Tree {
             Internal {
                 left,
                 right,
-                parent,
-                dim: dim as u32,
+                parent: p16(parent),
+                dim: dim as u16,
                 cut,
                 lmass,
                 rmass,
@@ -822,21 +867,21 @@ impl Tree {
             };
         }
         let l = ix(cur);
-        pts.get(self.leaves[l].point, &mut sc.q);
+        pts.get(self.leaves[l].point(), &mut sc.q);
         if sc.q != sc.p {
             // Invariant broken (cannot happen: every sampled point routes to
             // its own leaf); leave the tree as it is rather than panic.
             debug_assert!(false, "rcf: sampled point not found");
             return;
         }
-        let parent = self.leaves[l].parent;
+        let parent = self.leaves[l].parent();
         if self.leaves[l].mass > 1 {
             self.leaves[l].mass -= 1;
             let (mut c, mut g) = (cur, parent);
             while g != NIL {
                 self.nodes[g as usize].add(c, -1);
                 c = node_ref(g as usize);
-                g = self.nodes[g as usize].parent;
+                g = self.nodes[g as usize].parent();
             }
             return;
         }
@@ -847,12 +892,12 @@ impl Tree {
         }
         let pn = self.nodes[parent as usize];
         let sibling = if pn.left == cur { pn.right } else { pn.left };
-        self.replace_child(pn.parent, node_ref(parent as usize), sibling);
-        self.set_parent(sibling, pn.parent);
+        self.replace_child(pn.parent(), node_ref(parent as usize), sibling);
+        self.set_parent(sibling, pn.parent());
         self.free_nodes.push(parent);
         // Ancestors lose a point; their boxes shrink only up to the first
         // one whose box the removed point did not define.
-        let (mut c, mut g) = (sibling, pn.parent);
+        let (mut c, mut g) = (sibling, pn.parent());
         let mut shrinking = true;
         while g != NIL {
             self.nodes[g as usize].add(c, -1);
@@ -860,7 +905,7 @@ impl Tree {
                 shrinking = self.refresh_box(g as usize, dims, pts, sc);
             }
             c = node_ref(g as usize);
-            g = self.nodes[g as usize].parent;
+            g = self.nodes[g as usize].parent();
         }
     }
 
@@ -872,7 +917,7 @@ impl Tree {
         let cur = w.cur;
         if is_leaf(cur) {
             let leaf = &self.leaves[ix(cur)];
-            pts.get(leaf.point, &mut sc.q);
+            pts.get(leaf.point(), &mut sc.q);
             let mut gap = 0.0;
             for j in 0..dims {
                 sc.q[j] = sc.w[j] * (sc.p[j] - sc.q[j]).abs();
@@ -955,13 +1000,19 @@ pub struct RandomCutForest {
 
 impl RandomCutForest {
     /// A fresh forest for `d` features; `params` must be validated.
-    pub fn new(d: usize, params: RcfParams, seed: u64) -> Self {
-        let d = d.max(1);
-        let shingle = params.shingle_for(d);
+    /// Node fields are 16-bit: at most [`MAX_DIMS`] dimensions are used (the
+    /// shingle shrinks first; features beyond 65,535 are ignored) and the
+    /// sample is at most [`MAX_SAMPLE`].
+    pub fn new(d: usize, mut params: RcfParams, seed: u64) -> Self {
+        params.sample_size = params.sample_size.clamp(2, MAX_SAMPLE);
+        let d = d.clamp(1, MAX_DIMS);
+        let shingle = params.shingle_for(d).min(MAX_DIMS / d).max(1);
         let memory = f64::from(params.sample_size) / params.sample_rate.clamp(1e-6, 1.0);
+        // A power of two, so a leaf's 32-bit time addresses the right slot.
         let cap = ((RING_FACTOR * memory).ceil() as u64)
             .max(2 * u64::from(params.sample_size))
-            .saturating_add(shingle as u64);
+            .saturating_add(shingle as u64)
+            .next_power_of_two();
         RandomCutForest {
             params,
             shingle: shingle as u32,
