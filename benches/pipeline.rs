@@ -18,7 +18,7 @@ fn stream(n: usize) -> Vec<Vec<u8>> {
         keys: 50,
         anomaly_rate: 0.005,
         quiet_points: 60,
-        step_ms: 60_000,
+        step_ms: Some(60_000),
         start_ms: Some(1_700_000_000_000),
         seed: 42,
         format: SimFormat::Json,

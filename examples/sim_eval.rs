@@ -30,6 +30,8 @@ fn main() {
             .chain(["--start-ms".into(), "1700000000000".into()])
             .chain(std::env::args().skip(1)),
     );
+    // Minute data, as in the integration test (`--rate 0`), unless asked otherwise.
+    cli.sim.step_ms.get_or_insert(60_000);
     if cli.sim.keys == 0 {
         cli.sim.keys = 50;
     }

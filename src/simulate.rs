@@ -49,9 +49,10 @@ pub struct SimulateArgs {
     /// Points per key with no injected anomaly at the start (detector warm-up).
     #[arg(long, default_value_t = 60)]
     pub quiet_points: u64,
-    /// Event-time step between two points of one key, in ms.
-    #[arg(long, default_value_t = 60_000)]
-    pub step_ms: i64,
+    /// Event-time step between two points of one key, in ms (default: real
+    /// time, `keys * 1000 / rate`, so event time follows the clock; 60 000 with `--rate 0`).
+    #[arg(long)]
+    pub step_ms: Option<i64>,
     /// Event time of each key's first point (epoch ms; default: now).
     #[arg(long)]
     pub start_ms: Option<i64>,
@@ -209,7 +210,13 @@ impl Simulator {
             keys,
             next: 0,
             start_ms,
-            step_ms: args.step_ms,
+            step_ms: args.step_ms.unwrap_or_else(|| {
+                if args.rate > 0.0 {
+                    ((args.keys.max(1) as f64 * 1000.0 / args.rate).round() as i64).max(1)
+                } else {
+                    60_000
+                }
+            }),
             anomaly_rate: args.anomaly_rate,
             quiet_points: args.quiet_points,
         }

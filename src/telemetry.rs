@@ -47,6 +47,18 @@ pub const DATA_DIR_FREE: &str = "pynomaly_data_dir_free_bytes";
 /// Constant 1 with the `version` label.
 pub const BUILD_INFO: &str = "pynomaly_build_info";
 
+/// The `(error_type, stage)` pairs of [`ERRORS`] (decode errors also use the
+/// dead-letter `error_type`s with stage `decode`).
+pub const ERROR_SERIES: &[(&str, &str)] = &[
+    ("kafka", "consume"),
+    ("rebalance", "consume"),
+    ("commit", "commit"),
+    ("delivery", "produce"),
+    ("store", "checkpoint"),
+    ("corrupt_state", "restore"),
+    ("malformed", "decode"),
+];
+
 /// Latency buckets in seconds: 1 ms … 60 s, so p99 > 1 s is visible.
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -103,6 +115,11 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_gauge!(DATA_DIR_FREE, Unit::Bytes, "Free bytes on the data volume.");
     describe_gauge!(BUILD_INFO, "Build information.");
     metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Start the error series at zero so error-rate alerts and panels have data
+    // from the first scrape (a counter that never moved would be absent).
+    for (error_type, stage) in ERROR_SERIES {
+        metrics::counter!(ERRORS, "error_type" => *error_type, "stage" => *stage).absolute(0);
+    }
     Ok(handle)
 }
 
@@ -112,8 +129,10 @@ pub fn init_logging(config: &Config) {
     // RUST_LOG, when set, refines the level (e.g. `rdkafka=debug`).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if config.env == Environment::Production {
         builder

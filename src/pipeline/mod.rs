@@ -154,10 +154,22 @@ impl ClientContext for Ctx {
     fn stats(&self, stats: Statistics) {
         for (topic, tstats) in &stats.topics {
             for (p, ps) in &tstats.partitions {
-                // -1 means unknown (no fetch yet); partition -1 is the internal UA partition.
-                if *p >= 0 && ps.consumer_lag >= 0 {
+                // Partition -1 is librdkafka's internal "unassigned" partition;
+                // only partitions this instance consumes have a fetch position.
+                if *p < 0 || !ps.desired {
+                    continue;
+                }
+                // Real-time lag: high watermark minus the next offset handed
+                // to us; before the first fetch, fall back to the lag behind
+                // the stored (checkpointed) offset.
+                let lag = if ps.hi_offset >= 0 && ps.app_offset >= 0 {
+                    (ps.hi_offset - ps.app_offset).max(0)
+                } else {
+                    ps.consumer_lag_stored
+                };
+                if lag >= 0 {
                     gauge!(t::CONSUMER_LAG, "topic" => topic.clone(), "partition" => p.to_string())
-                        .set(ps.consumer_lag as f64);
+                        .set(lag as f64);
                 }
             }
         }

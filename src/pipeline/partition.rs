@@ -27,6 +27,18 @@ use crate::event::ScoreRecord;
 use crate::state::{Checkpoint, Store};
 use crate::telemetry as t;
 
+/// Every `error_type` a dead letter can carry (codec and engine errors).
+const DEAD_LETTER_TYPES: &[&str] = &[
+    "empty",
+    "too_large",
+    "malformed",
+    "wrong_type",
+    "missing_features",
+    "missing_key",
+    "non_finite",
+    "feature_mismatch",
+];
+
 /// How often idle partitions collect delivery acknowledgements.
 const REAP_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -146,6 +158,11 @@ impl PartitionTask {
             keys: gauge!(t::DETECTOR_KEYS, &labels),
         };
         m.keys.set(engine.len() as f64);
+        // Export every dead-letter series at zero, so dashboards and alert
+        // rates see the series before the first bad record arrives.
+        for error_type in DEAD_LETTER_TYPES {
+            counter!(t::RECORDS_DEAD_LETTERED, "topic" => topic.clone(), "partition" => partition.to_string(), "error_type" => *error_type).absolute(0);
+        }
         let mut w = Worker {
             decoder: Decoder::new(&shared.config),
             encoder: Encoder::new(&shared.config),
