@@ -32,8 +32,7 @@ fn truth(input: &str, n: usize) -> HashMap<(i32, i64), Option<String>> {
 #[test]
 fn scores_every_offset_once_and_catches_injected_anomalies() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, output, dlq) = (unique("in"), unique("out"), unique("dlq"));
-    create_topics(&[(&input, 4), (&output, 4), (&dlq, 1)]);
+    let (input, output, dlq) = fresh_topics(4);
     let n = 20_000;
     simulate(
         &input,
@@ -209,8 +208,7 @@ fn kill_dash_nine_then_restart_loses_nothing_and_replays_identically() {
 #[test]
 fn bad_records_are_dead_lettered_and_the_partition_keeps_flowing() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, output, dlq) = (unique("in"), unique("out"), unique("dlq"));
-    create_topics(&[(&input, 1), (&output, 1), (&dlq, 1)]);
+    let (input, output, dlq) = fresh_topics(1);
     let good = |i: usize| {
         format!(
             r#"{{"key":"k","timestamp":{},"values":{{"x":{}}}}}"#,
@@ -294,8 +292,7 @@ fn bad_records_are_dead_lettered_and_the_partition_keeps_flowing() {
 fn avro_records_are_scored_and_bad_avro_is_dead_lettered() {
     use pynomaly_detection::codec::avro::{AvroCodec, AvroEvent};
     let dir = tempfile::tempdir().unwrap();
-    let (input, output, dlq) = (unique("in"), unique("out"), unique("dlq"));
-    create_topics(&[(&input, 1), (&output, 1), (&dlq, 1)]);
+    let (input, output, dlq) = fresh_topics(1);
     let codec = AvroCodec::new();
     let ev = |x: f64| {
         codec.encode_event(&AvroEvent {
@@ -349,8 +346,8 @@ fn avro_records_are_scored_and_bad_avro_is_dead_lettered() {
 #[test]
 fn sigterm_drains_checkpoints_commits_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let (input, output, dlq, group) = (unique("in"), unique("out"), unique("dlq"), unique("g"));
-    create_topics(&[(&input, 2), (&output, 2), (&dlq, 1)]);
+    let (input, output, dlq) = fresh_topics(2);
+    let group = unique("g");
     simulate(
         &input,
         &[

@@ -74,6 +74,13 @@ pub fn create_topics(topics: &[(&str, i32)]) {
     }
 }
 
+/// Unique input, output and dead-letter topics; input and output get `partitions`.
+pub fn fresh_topics(partitions: i32) -> (String, String, String) {
+    let (input, output, dlq) = (unique("in"), unique("out"), unique("dlq"));
+    create_topics(&[(&input, partitions), (&output, partitions), (&dlq, 1)]);
+    (input, output, dlq)
+}
+
 pub fn producer() -> BaseProducer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
