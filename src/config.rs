@@ -53,6 +53,9 @@ fn env_name(field: &str) -> String {
     if field.is_empty() {
         return "configuration".to_string();
     }
+    if field.starts_with("overrides") {
+        return format!("{field} (config file)");
+    }
     let env = field.replace('.', "__").to_ascii_uppercase();
     format!("{ENV_PREFIX}{env} ({field})")
 }
@@ -116,6 +119,9 @@ pub struct Config {
     pub suppression: u32,
     /// Seed mixed with each key's hash; change it to re-seed every detector.
     pub seed: u64,
+    /// Per-topic / per-key-pattern detector settings (config file only);
+    /// the first matching rule wins, keys matching none use the defaults.
+    pub overrides: Vec<Override>,
 
     // --- Performance settings ---
     /// Records a partition task takes from the consumer per batch.
@@ -175,6 +181,38 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
 }
 
+/// A detector override: which records it applies to and what it changes.
+///
+/// ```toml
+/// [[overrides]]
+/// topic = "payments"        # optional: records from this input topic
+/// key_pattern = "card-*"    # optional: entity keys matching this glob (`*`, `?`)
+/// algorithm = "loda"        # any of the settings below, each optional
+/// contamination = 0.001
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// Input topic the rule applies to (any when absent).
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Glob over the entity key (`*` any run, `?` one byte); any key when absent.
+    #[serde(default)]
+    pub key_pattern: Option<String>,
+    /// Algorithm for matching keys.
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// Contamination for matching keys.
+    #[serde(default)]
+    pub contamination: Option<f64>,
+    /// Warm-up for matching keys.
+    #[serde(default)]
+    pub warmup: Option<u32>,
+    /// Suppression for matching keys.
+    #[serde(default)]
+    pub suppression: Option<u32>,
+}
+
 fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -207,6 +245,7 @@ const KEYS: &[&str] = &[
     "warmup",
     "suppression",
     "seed",
+    "overrides",
     "batch_size",
     "parallel_jobs",
     "cache_size",
@@ -244,6 +283,18 @@ const NON_CONFIG_ENV: &[&str] = &[
     "metrics_url",
     "telemetry_rs",
 ];
+
+/// A validated override: records of `topic` (any when `None`) whose key
+/// matches `key_pattern` (any when `None`) get `spec`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorRule {
+    /// Input topic, or any.
+    pub topic: Option<String>,
+    /// Key glob, or any key.
+    pub key_pattern: Option<String>,
+    /// Detector settings for matching keys.
+    pub spec: DetectorSpec,
+}
 
 /// Where a configuration came from, plus what was ignored.
 #[derive(Debug)]
@@ -314,6 +365,7 @@ impl Config {
         };
         self.log_filter()?;
         self.detector_spec()?;
+        self.detector_rules()?;
         if !(self.memory_limit_gb.is_finite() && self.memory_limit_gb > 0.0) {
             return Err(ConfigError::new(
                 "memory_limit_gb",
@@ -424,6 +476,56 @@ impl Config {
             seed: self.seed,
             threshold,
         })
+    }
+
+    /// The validated override rules, in order.
+    pub fn detector_rules(&self) -> Result<Vec<DetectorRule>, ConfigError> {
+        let base = self.detector_spec()?;
+        self.overrides
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let field = |name: &str| format!("overrides.{i}.{name}");
+                if o.topic.is_none() && o.key_pattern.is_none() {
+                    return Err(ConfigError::new(
+                        &field("topic"),
+                        "name a topic, a key_pattern or both",
+                    ));
+                }
+                if let Some(t) = &o.topic {
+                    if !self.input_topics.contains(t) {
+                        return Err(ConfigError::new(
+                            &field("topic"),
+                            format!(
+                                "`{t}` is not one of the input topics {:?}",
+                                self.input_topics
+                            ),
+                        ));
+                    }
+                }
+                let mut spec = base.clone();
+                if let Some(a) = &o.algorithm {
+                    spec.algorithm = a
+                        .parse()
+                        .map_err(|m| ConfigError::new(&field("algorithm"), m))?;
+                }
+                if let Some(c) = o.contamination {
+                    spec.contamination = Contamination::try_from(c)
+                        .map_err(|m| ConfigError::new(&field("contamination"), m))?;
+                }
+                if let Some(w) = o.warmup {
+                    spec.warmup = w;
+                }
+                if let Some(s) = o.suppression {
+                    spec.suppression = s;
+                }
+                Ok(DetectorRule {
+                    topic: o.topic.clone(),
+                    key_pattern: o.key_pattern.clone(),
+                    spec,
+                })
+            })
+            .collect()
     }
 
     /// Output encoding in force.
@@ -557,6 +659,29 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    #[test]
+    fn overrides_are_validated_and_name_the_rule() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "ok.toml",
+                "[[overrides]]\ntopic = \"events\"\nkey_pattern = \"card-*\"\nalgorithm = \"loda\"\n",
+            )?;
+            let c = Config::load(Some(Path::new("ok.toml"))).unwrap().config;
+            let rules = c.detector_rules().unwrap();
+            assert_eq!(rules[0].spec.algorithm.name(), "loda");
+            jail.create_file(
+                "bad.toml",
+                "[[overrides]]\nkey_pattern = \"x*\"\nalgorithm = \"magic\"\n",
+            )?;
+            let err = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(err.key.contains("overrides.0.algorithm"), "{err}");
+            jail.create_file("bad2.toml", "[[overrides]]\ntopic = \"elsewhere\"\n")?;
+            let err = Config::load(Some(Path::new("bad2.toml"))).unwrap_err();
+            assert!(err.key.contains("overrides.0.topic"), "{err}");
+            Ok(())
+        });
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::DetectorRule;
 use crate::detect::{seed_for_key, DetectorSpec, KeyedDetector, Score, StateError};
 
 /// Version byte of a serialized [`KeyState`].
@@ -56,6 +57,9 @@ pub struct KeyState {
 /// Detectors of one partition.
 pub struct Engine {
     spec: DetectorSpec,
+    /// Key-pattern rules for this partition's topic, first match wins.
+    rules: Vec<(Option<Vec<u8>>, DetectorSpec)>,
+    last_detector: &'static str,
     keys: HashMap<Vec<u8>, (Vec<String>, KeyedDetector)>,
     dirty: HashSet<Vec<u8>>,
     values: Vec<f64>,
@@ -65,11 +69,36 @@ impl Engine {
     /// An empty engine.
     pub fn new(spec: DetectorSpec) -> Self {
         Engine {
+            last_detector: spec.algorithm.name(),
             spec,
+            rules: Vec::new(),
             keys: HashMap::new(),
             dirty: HashSet::new(),
             values: Vec::new(),
         }
+    }
+
+    /// An engine for records of `topic`: the rules for other topics are dropped.
+    pub fn with_rules(spec: DetectorSpec, rules: &[DetectorRule], topic: &str) -> Self {
+        let mut e = Engine::new(spec);
+        e.rules = rules
+            .iter()
+            .filter(|r| r.topic.as_deref().is_none_or(|t| t == topic))
+            .map(|r| {
+                (
+                    r.key_pattern.as_ref().map(|p| p.as_bytes().to_vec()),
+                    r.spec.clone(),
+                )
+            })
+            .collect();
+        e
+    }
+
+    fn spec_for(&self, key: &[u8]) -> &DetectorSpec {
+        self.rules
+            .iter()
+            .find(|(p, _)| p.as_deref().is_none_or(|p| glob_match(p, key)))
+            .map_or(&self.spec, |(_, s)| s)
     }
 
     /// Keys held.
@@ -90,7 +119,8 @@ impl Engine {
         if let Some((name, _)) = features.iter().find(|(_, v)| !v.is_finite()) {
             return Err(EngineError::NonFinite(name.clone()));
         }
-        let spec = &self.spec;
+        let spec = self.spec_for(key).clone();
+        let spec = &spec;
         let (names, detector) = self.keys.entry(key.to_vec()).or_insert_with(|| {
             let names = features.iter().map(|(n, _)| n.clone()).collect();
             let seed = seed_for_key(spec.seed, key);
@@ -109,15 +139,16 @@ impl Engine {
         self.values.clear();
         self.values.extend(features.iter().map(|(_, v)| *v));
         let score = detector.update(&self.values);
+        self.last_detector = detector.name();
         if !self.dirty.contains(key) {
             self.dirty.insert(key.to_vec());
         }
         Ok(score)
     }
 
-    /// Detector name of a key's model (for score records).
+    /// Algorithm of the key scored last (for its score record).
     pub fn detector_name(&self) -> &'static str {
-        self.spec.algorithm.name()
+        self.last_detector
     }
 
     /// Serialized states of the keys changed since the last call, which clears the set.
@@ -143,6 +174,30 @@ impl Engine {
         self.keys.insert(key, (state.features, det));
         Ok(())
     }
+}
+
+/// Glob match over bytes: `*` matches any run (also empty), `?` one byte.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    // Iterative matcher with single-star backtracking: O(len(p) * len(t)) worst case.
+    let (mut p, mut t) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some(p);
+            mark = t;
+            p += 1;
+        } else if let Some(s) = star {
+            p = s + 1;
+            mark += 1;
+            t = mark;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 fn encode_key_state(state: &KeyState) -> Vec<u8> {
@@ -185,6 +240,41 @@ mod tests {
             e.score(b"k", &[]).unwrap_err().error_type(),
             "missing_features"
         );
+    }
+
+    #[test]
+    fn globs_match_like_shell_patterns() {
+        assert!(glob_match(b"card-*", b"card-42"));
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(b"h?st-*-a", b"host-1-a"));
+        assert!(!glob_match(b"card-*", b"acct-1"));
+        assert!(!glob_match(b"a?", b"a"));
+    }
+
+    #[test]
+    fn key_patterns_choose_the_detector_of_new_keys() {
+        use crate::detect::Algorithm;
+        let loda = DetectorSpec {
+            algorithm: Algorithm::Loda,
+            ..DetectorSpec::default()
+        };
+        let rules = vec![
+            DetectorRule {
+                topic: Some("other".into()),
+                key_pattern: None,
+                spec: DetectorSpec::default(),
+            },
+            DetectorRule {
+                topic: Some("events".into()),
+                key_pattern: Some("card-*".into()),
+                spec: loda,
+            },
+        ];
+        let mut e = Engine::with_rules(DetectorSpec::default(), &rules, "events");
+        e.score(b"card-1", &f(1.0)).unwrap();
+        assert_eq!(e.detector_name(), "loda");
+        e.score(b"host-1", &f(1.0)).unwrap();
+        assert_eq!(e.detector_name(), DetectorSpec::default().algorithm.name());
     }
 
     #[test]

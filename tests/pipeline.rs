@@ -482,3 +482,44 @@ fn configuration_errors_name_the_key_and_exit_2() {
         );
     }
 }
+
+#[test]
+fn key_pattern_overrides_choose_the_detector() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output, dlq) = fresh_topics(1);
+    let config = dir.path().join("pynomaly.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[overrides]]\ntopic = \"{input}\"\nkey_pattern = \"card-*\"\nalgorithm = \"mad\"\n"
+        ),
+    )
+    .unwrap();
+    let record =
+        |key: &str| format!(r#"{{"key":"{key}","values":{{"amount":12.5}}}}"#).into_bytes();
+    produce(
+        &input,
+        Some(0),
+        &[(None, record("card-7")), (None, record("host-1"))],
+    );
+    let mut env = service_env(
+        &input,
+        &output,
+        &dlq,
+        &unique("g"),
+        &dir.path().join("data"),
+    );
+    env.push(("PYNOMALY_CONFIG".into(), config.display().to_string()));
+    let svc = Service::start(&env, dir.path());
+    let out = scores(&read_topic(&output, 2, MINUTE));
+    assert_eq!(out.len(), 2, "log:\n{}", svc.log_text());
+    let by_key: HashMap<&str, &str> = out
+        .iter()
+        .map(|r| (r.key.as_str(), r.detector.as_str()))
+        .collect();
+    assert_eq!(by_key["card-7"], "mad");
+    assert_ne!(
+        by_key["host-1"], "mad",
+        "keys matching no rule keep the default"
+    );
+}

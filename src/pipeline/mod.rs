@@ -103,6 +103,8 @@ pub struct Shared {
     pub config: Config,
     /// Detector parameters.
     pub spec: DetectorSpec,
+    /// Per-topic / per-key-pattern overrides.
+    pub rules: Vec<crate::config::DetectorRule>,
     /// State store.
     pub store: Store,
     /// Producer.
@@ -366,9 +368,11 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let spec = config.detector_spec()?;
+    let rules = config.detector_rules()?;
     let output = Output::new(&config)?;
     let shared = Arc::new(Shared {
         spec,
+        rules,
         store,
         output,
         status,

@@ -81,7 +81,6 @@ pub struct PartitionTask {
 struct Handles {
     records_in: Counter,
     records_out: Counter,
-    anomalies: Counter,
     processing: Histogram,
     e2e: Histogram,
     keys: Gauge,
@@ -126,7 +125,7 @@ impl PartitionTask {
             shared,
         } = self;
         let store: &Store = &shared.store;
-        let mut engine = Engine::new(shared.spec.clone());
+        let mut engine = Engine::with_rules(shared.spec.clone(), &shared.rules, &topic);
         let started = Instant::now();
         let next_offset = match restore(store, &topic, partition, &mut engine) {
             Ok(o) => o,
@@ -152,7 +151,6 @@ impl PartitionTask {
         let m = Handles {
             records_in: counter!(t::RECORDS_IN, &labels),
             records_out: counter!(t::RECORDS_OUT, &labels),
-            anomalies: counter!(t::ANOMALIES, "topic" => topic.clone(), "partition" => partition.to_string(), "detector" => shared.spec.algorithm.name()),
             processing: histogram!(t::PROCESSING_DURATION, &labels),
             e2e: histogram!(t::END_TO_END_LATENCY, &labels),
             keys: gauge!(t::DETECTOR_KEYS, &labels),
@@ -256,7 +254,8 @@ impl Worker {
         match self.score(&r) {
             Ok(Some((key, payload, anomaly))) => {
                 if anomaly {
-                    self.m.anomalies.increment(1);
+                    // Rare, so the labelled handle is looked up per anomaly.
+                    counter!(t::ANOMALIES, "topic" => self.topic.clone(), "partition" => self.partition.to_string(), "detector" => self.engine.detector_name()).increment(1);
                 }
                 let f = self
                     .shared
