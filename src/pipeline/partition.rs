@@ -232,6 +232,10 @@ impl Worker {
                     }
                     Some(Input::Stop { reason, ack }) => {
                         self.checkpoint(reason).await?;
+                        // The partition leaves this instance: its gauges must not
+                        // keep reporting (the new owner reports them now).
+                        self.m.keys.set(0.0);
+                        gauge!(t::CONSUMER_LAG, "topic" => self.topic.clone(), "partition" => self.partition.to_string()).set(0.0);
                         let _ = ack.send(());
                         return Ok(());
                     }
