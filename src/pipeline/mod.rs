@@ -204,11 +204,7 @@ impl ConsumerContext for Ctx {
 
 impl Ctx {
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        let parts: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
-            .collect();
+        let parts = partitions_of(tpl);
         let status = &self.shared.status;
         for (topic, partition) in &parts {
             match self.shared.store.next_offset(topic, *partition) {
@@ -252,11 +248,7 @@ impl Ctx {
     }
 
     fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        let parts: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
-            .collect();
+        let parts = partitions_of(tpl);
         self.stop_tasks(consumer, Some(&parts), "revoke");
         let result = if matches!(
             consumer.rebalance_protocol(),
@@ -339,6 +331,14 @@ impl Ctx {
             warn!(%e, "Failed to commit offsets.");
         }
     }
+}
+
+/// `(topic, partition)` of every element of a partition list.
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
 }
 
 /// Builds the consumer configuration.
