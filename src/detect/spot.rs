@@ -3,7 +3,7 @@
 //!
 //! The Pickands–Balkema–de Haan theorem says that excesses over a high
 //! initial threshold `t` follow a generalized Pareto distribution (GPD). SPOT
-//! sets `t` to the [`INIT_QUANTILE`] of the first [`INIT_POINTS`] raw scores,
+//! sets `t` to the [`INIT_QUANTILE`] (85 %) of the first [`INIT_POINTS`] raw scores,
 //! fits the GPD (scale σ, shape γ) to the excesses, and sets the alarm
 //! threshold to the score exceeded with probability `q` (the contamination):
 //! `z_q = t + σ/γ ((q n / N_t)^(−γ) − 1)`. Every score above `t` is a new
@@ -23,7 +23,15 @@ use serde::{Deserialize, Serialize};
 use super::calibrate::P2Quantile;
 
 /// Quantile of the initial scores used as the peaks-over-threshold level `t`.
-pub const INIT_QUANTILE: f64 = 0.98;
+/// Lower than SPOT's usual 98 %: our raw scores are residuals of a model
+/// that is still converging during the first points, so later scores exceed
+/// the initial 98 % quantile far less often than 2 % of the time, and on
+/// series of a few thousand points the fit often never collected
+/// [`MIN_PEAKS`] excesses (the threshold stayed at the null-model prior).
+/// At 85 % the fit is trusted sooner and rests on more of the tail. NAB
+/// development subset, NAB profile: 0.98 → 57.3 / 39.9 / 66.1, 0.8…0.9 →
+/// 61.6…61.9 / 44.2…44.6 / 70.2…70.4 (0.92, 0.95: 57.1, 57.2 standard).
+pub const INIT_QUANTILE: f64 = 0.85;
 /// Scores observed before `t` is fixed.
 pub const INIT_POINTS: u64 = 500;
 /// Excesses kept for the GPD fit.
