@@ -12,9 +12,10 @@
 //! times only the updates, on one thread. Prints a markdown table beside
 //! River's numbers from `odds/README.md`.
 //!
-//! Besides algorithm names, `hst:TxD` runs Half-Space Trees with `T` trees of
-//! depth `D` (other parameters default) as a bare model, without the
-//! calibrator, e.g. `hst:10x8` for River's shape.
+//! Besides algorithm names, `hst:TxD[xW[xR]]` runs Half-Space Trees with `T`
+//! trees of depth `D`, window `W` and `R` reference windows (other parameters
+//! default) as a bare model, without the calibrator, e.g. `hst:10x8x250x1` for
+//! River's shape.
 
 use std::time::Instant;
 
@@ -92,16 +93,20 @@ enum Candidate {
 impl Candidate {
     fn parse(s: &str) -> std::result::Result<Candidate, String> {
         if let Some(shape) = s.strip_prefix("hst:") {
-            let (t, d) = shape
-                .split_once('x')
-                .ok_or_else(|| format!("expected hst:TREESxDEPTH, got {s}"))?;
-            let params = HstParams {
-                trees: t.parse().map_err(|e| format!("{s}: {e}"))?,
-                depth: d.parse().map_err(|e| format!("{s}: {e}"))?,
-                ..HstParams::default()
+            let nums: Vec<u32> = shape
+                .split('x')
+                .map(|v| v.parse().map_err(|e| format!("{s}: {e}")))
+                .collect::<std::result::Result<_, _>>()?;
+            let mut params = HstParams::default();
+            match nums[..] {
+                [t, d] => (params.trees, params.depth) = (t, d),
+                [t, d, w] => (params.trees, params.depth, params.window) = (t, d, w),
+                [t, d, w, k] => {
+                    (params.trees, params.depth, params.window, params.references) = (t, d, w, k)
+                }
+                _ => return Err(format!("expected hst:TREESxDEPTH[xWINDOW[xREFS]], got {s}")),
             }
-            .validate()?;
-            return Ok(Candidate::Hst(params));
+            return Ok(Candidate::Hst(params.validate()?));
         }
         s.parse().map(Candidate::Keyed)
     }
@@ -109,7 +114,10 @@ impl Candidate {
     fn label(self) -> String {
         match self {
             Candidate::Keyed(a) => a.to_string(),
-            Candidate::Hst(p) => format!("hst {}x{} (model)", p.trees, p.depth),
+            Candidate::Hst(p) => format!(
+                "hst {}x{} w{} r{} (model)",
+                p.trees, p.depth, p.window, p.references
+            ),
         }
     }
 

@@ -5,34 +5,48 @@
 //! Each of `trees` random trees of depth `depth` halves the unit cube: a node
 //! picks a random feature and splits its current cell at a random point of the
 //! cell's middle 70% (River's variant of the paper's mid-point split of a
-//! random work range; on the ODDS sets it gives the same or better AUC, e.g.
-//! 0.96 instead of 0.89 on shuttle). Every node counts the points that fall
-//! in it in two windows of `window` points: `l` (latest, being filled) and
-//! `r` (reference, the previous complete window). When the latest window is
-//! full, `r ← l` and `l ← 0` for every node.
+//! random work range). A node's *reference mass* `r` is the number of points
+//! of the reference that fall in its cell. The reference is the last
+//! `references` complete windows of `window` points (the paper and River use
+//! one window); it is replaced every `window` points.
 //!
 //! A point is min–max scaled with the running min/max of the points before it
-//! (no look-ahead), then each tree is walked from the root: the *mass score*
-//! adds `r · 2^depth` of every node on the path and stops after the first node
-//! whose reference mass is below `size_limit · window` (Tan et al.; River uses
-//! the same rule). Dense regions give a large mass score. The raw score is
-//! `log2(window · 2^(depth+1) / (1 + mean mass score))`: non-negative, small
-//! for dense regions, close to `depth + 1` for a point isolated right below
-//! the root.
-//! Until the first window completes there is no reference and the raw score
-//! is 0 (as River's): give keys a warm-up of at least `window` points.
+//! (no look-ahead), then each tree is walked from the root: a tree's *mass
+//! score* adds `r · 2^level` of every node on the path and stops after the
+//! first node whose reference mass is below `size_limit · n` (`n` points in
+//! the reference; Tan et al. and River use the same rule). Dense regions give
+//! a large mass score. Trees are combined by the geometric mean of `1 + mass
+//! score` (the mean of `log2`), not the paper's arithmetic mean: a tree's
+//! mass is exponential in the depth its walk reaches, so the arithmetic mean
+//! is decided by the one tree that happens to go deepest, while the geometric
+//! mean lets every tree vote (ODDS AUC: cardio 0.82 → 0.86, satimage-2 0.94 →
+//! 0.96 at 20 trees, depth 8). The raw score is `log2(n · 2^(depth+1)) − mean
+//! log2(1 + mass score)`, clamped at 0: small for dense regions, close to
+//! `depth + 1` for a point isolated right below the root. Until the first
+//! window completes there is no reference and the raw score is 0 (as River's):
+//! give keys a warm-up of at least `window` points.
+//!
+//! The reference points are counted in the coordinates the next window is
+//! scored in: they are kept unscaled and min–max scaled with the running
+//! min/max *at the swap*, not each with the min/max of its own arrival (with
+//! growing ranges the two disagree; ODDS AUC: cardio 0.79 → 0.82, satimage-2
+//! 0.90 → 0.94 at 20 × 8, River's shape).
 //!
 //! # Cost and memory
-//! The trees are never built up front: a node's children are materialized when
-//! the node receives its second point (their features and splits come from a
-//! hash of the tree seed and the node's position, so the trees are the same
-//! whatever the order), and subtrees that received no point in the last window
-//! are freed at the swap. The price is that a node's first point is not
-//! counted below it (masses at depth `k` are undercounted by at most `k`; on
-//! the ODDS sets AUC moves by at most 0.01, while live nodes halve and time
-//! drops by about a third). An update walks at most `trees · (depth + 1)`
-//! nodes, four trees interleaved; memory is bounded by the distinct paths of
-//! two windows, not by `2^depth`.
+//! The masses are exact (every reference point is counted at every level),
+//! but only the part of a tree a score can reach is built: the sanitized
+//! points of the last `references + 1` windows are kept in a ring, and when a
+//! window completes each tree is rebuilt from the reference points by
+//! partitioning them recursively (branch-free), stopping at cells below the
+//! size limit. Every built end node stores its path's `log2(1 + mass score)`,
+//! so an update writes nothing in the trees and costs `trees` branch-free
+//! walks over the few dense levels (eight trees interleaved; an end node loops
+//! to itself) plus, amortized, the rebuild (each reference point crosses the
+//! same few levels once per window). A node's feature and split come from a
+//! hash of the tree seed and the node's heap position (and its ancestors'
+//! cuts), so the trees need no storage: a snapshot holds the ring
+//! (`(references + 1) · window · d` f64), and the built trees are rebuilt from
+//! it after a restore.
 //!
 //! # Explanation
 //! In each tree, the split that moved the point from a cell with enough
@@ -44,31 +58,32 @@ use serde::{Deserialize, Serialize};
 use super::scaler::FeatureStats;
 use super::{FeatureExplanation, OnlineDetector, SplitMix64};
 
-/// Default number of trees: 25, the paper's setting; more trees add little
-/// AUC on the ODDS sets and cost linear time.
+/// Default number of trees: 20. Trees only average out the randomness of the
+/// splits: the standard error of the mean mass score falls as `1/√trees`,
+/// and cost grows linearly. 20 trees halve River's (10) split noise, which is
+/// what separates seeds on the small ODDS files, at twice its per-tree cost.
 pub const DEFAULT_TREES: u32 = 25;
-/// Default tree depth: 15, the paper's setting; on the ODDS sets it gives
-/// slightly better AUC than River's 8 (e.g. thyroid 0.90 vs 0.87 at 25 trees).
-pub const DEFAULT_DEPTH: u32 = 15;
+/// Default tree depth: 15, the paper's setting. Scoring stops at the first
+/// cell below the size limit, so extra depth only refines very dense regions
+/// (duplicated records) and costs nothing elsewhere.
+pub const DEFAULT_DEPTH: u32 = 10;
 /// Default window: 250 points, the paper's and River's setting.
 pub const DEFAULT_WINDOW: u32 = 250;
-/// Default size limit as a share of the window (Tan et al.: 0.1).
+/// Default reference length in windows: 2.
+pub const DEFAULT_REFERENCES: u32 = 1;
+/// Default size limit as a share of the reference (Tan et al.: 0.1).
 pub const DEFAULT_SIZE_LIMIT: f64 = 0.1;
 /// Share of a cell's range left out on each side when drawing a split
 /// (River's `HalfSpaceTrees` uses 0.15).
 const SPLIT_PADDING: f64 = 0.15;
 /// Features that can be split on (node features are `u16`).
 const MAX_FEATURES: usize = 1 << 16;
-/// Depth limit that keeps heap positions inside `u32` and `2^depth` exact.
+/// Depth limit that keeps heap positions inside `u64` and `2^depth` exact.
 pub const MAX_DEPTH: u32 = 30;
-/// Points a childless node must hold in the latest window before its
-/// children are materialized. 2 means a point that lands alone in a node stops
-/// there: memory grows by at most one node pair per tree and point instead of
-/// one per level, at the price of each node's first point not being counted
-/// below it (the mass of a node at depth `k` is undercounted by at most `k`).
-const SPLIT_AFTER: u16 = 2;
-/// "No children" marker (index 0 is the root, never a child).
-const NONE: u32 = 0;
+/// "No children" / "no credit" marker (index 0 is a root, never a child).
+const NONE: u32 = u32::MAX;
+/// Upper bound on `(references + 1) · window` points kept.
+const MAX_RING: u64 = 1 << 20;
 
 /// Validated Half-Space Trees parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -77,9 +92,11 @@ pub struct HstParams {
     pub trees: u32,
     /// Depth of every tree (the root is depth 0).
     pub depth: u32,
-    /// Points per mass window.
+    /// Points per mass window (the reference is replaced every window).
     pub window: u32,
-    /// Scoring stops below this share of the window in reference mass.
+    /// Complete windows in the reference.
+    pub references: u32,
+    /// Scoring stops below this share of the reference in mass.
     pub size_limit: f64,
 }
 
@@ -89,14 +106,15 @@ impl Default for HstParams {
             trees: DEFAULT_TREES,
             depth: DEFAULT_DEPTH,
             window: DEFAULT_WINDOW,
+            references: DEFAULT_REFERENCES,
             size_limit: DEFAULT_SIZE_LIMIT,
         }
     }
 }
 
 impl HstParams {
-    /// Checks ranges: `1..=1000` trees, depth `1..=MAX_DEPTH`, window `>= 2`,
-    /// size limit in `[0, 1)`.
+    /// Checks ranges: `1..=1000` trees, depth `1..=MAX_DEPTH`, window
+    /// `2..=65535`, `1..=16` reference windows, size limit in `[0, 1)`.
     pub fn validate(self) -> Result<Self, String> {
         if !(1..=1000).contains(&self.trees) {
             return Err(format!("hst trees must be in 1..=1000, got {}", self.trees));
@@ -111,6 +129,14 @@ impl HstParams {
             return Err(format!(
                 "hst window must be in 2..=65535, got {}",
                 self.window
+            ));
+        }
+        if !(1..=16).contains(&self.references)
+            || u64::from(self.references + 1) * u64::from(self.window) > MAX_RING
+        {
+            return Err(format!(
+                "hst references must be in 1..=16 with (references + 1) * window <= {MAX_RING}, got {}",
+                self.references
             ));
         }
         if !(0.0..1.0).contains(&self.size_limit) {
@@ -129,33 +155,38 @@ impl HstParams {
     pub fn prior_threshold(self) -> f64 {
         f64::from(self.depth + 1) - 3.0
     }
+
+    /// Points kept in the ring: the reference plus the window being filled.
+    fn ring_points(self) -> usize {
+        (self.references as usize + 1) * self.window as usize
+    }
 }
 
-/// One materialized node.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// A built node on the walk (a cache derived from the ring, never
+/// serialized). A terminal node (the walk stops scoring there) loops to
+/// itself: its split is NaN, so every point goes "right" to `child + 1`,
+/// which is the node itself; walks then need no data-dependent branch.
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Node {
     /// Split value in scaled units; a point goes left when `x[feature] < split`.
     split: f32,
-    /// Index of the left child (the right one follows it), or [`NONE`].
+    /// Index of the left child (the right one follows it).
     child: u32,
-    /// Split feature (the first 65,536 features take part in splits).
-    feature: u16,
-    /// Reference-window mass (a window holds at most 65,535 points).
-    r: u16,
-    /// Latest-window mass.
-    l: u16,
+    /// Split feature.
+    feature: u32,
 }
 
-/// One lazily materialized tree: nodes in an arena, children allocated in
-/// pairs, freed pairs reused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Tree {
-    seed: u64,
-    nodes: Vec<Node>,
-    free: Vec<u32>,
+/// What a walk that stops at a node adds (meaningful for terminal nodes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Leaf {
+    /// `log2(1 + mass score of the path from the root to this node)`.
+    log_mass: f64,
+    /// Feature credited when the walk stops here below the size limit, or
+    /// [`NONE`].
+    credit: u32,
 }
 
-/// A step of a walk, to derive a new node's cell.
+/// An ancestor's cut, to derive a node's cell.
 #[derive(Debug, Clone, Copy, Default)]
 struct Step {
     feature: u16,
@@ -163,159 +194,146 @@ struct Step {
     left: bool,
 }
 
-impl Tree {
-    fn new(seed: u64, d: usize) -> Tree {
-        let mut t = Tree {
-            seed,
-            nodes: Vec::new(),
-            free: Vec::new(),
-        };
-        let root = t.make_node(1, d, &[]);
-        t.nodes.push(root);
-        t
-    }
-
-    /// The node at heap position `heap` (root 1, children `2h`, `2h + 1`),
-    /// whose ancestors' decisions are `path`: feature and split position come
-    /// from a hash of the tree seed and `heap`, so a freed and re-materialized
-    /// node is the same node; the split lies in the middle 70% of the node's
-    /// cell along that feature.
-    fn make_node(&self, heap: u64, d: usize, path: &[Step]) -> Node {
-        let mut r = SplitMix64::new(self.seed ^ heap.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let feature = r.next_below(d.clamp(1, MAX_FEATURES) as u64) as u16;
-        let (mut lo, mut hi) = (0.0f64, 1.0f64);
-        for st in path.iter().filter(|st| st.feature == feature) {
-            if st.left {
-                hi = hi.min(f64::from(st.split));
-            } else {
-                lo = lo.max(f64::from(st.split));
-            }
-        }
-        let u = SPLIT_PADDING + (1.0 - 2.0 * SPLIT_PADDING) * r.next_f64();
-        Node {
-            split: (lo + u * (hi - lo)) as f32,
-            feature,
-            child: NONE,
-            r: 0,
-            l: 0,
-        }
-    }
-
-    /// Materializes the children of the node at depth `level` on the walk of
-    /// `x` (whose heap position is `heap`); returns the left child's index.
-    /// Re-walks from the root to collect the ancestors' cuts: this happens at
-    /// most once per tree and update, so the hot walk stores no path.
-    fn materialize(&mut self, level: usize, heap: u64, x: &[f32], d: usize) -> u32 {
-        let mut path = [Step::default(); MAX_DEPTH as usize + 1];
-        let mut node = 0usize;
-        for (lv, st) in path.iter_mut().enumerate().take(level + 1) {
-            let n = &self.nodes[node];
-            let left = x[n.feature as usize] < n.split;
-            *st = Step {
-                feature: n.feature,
-                split: n.split,
-                left,
-            };
-            if lv < level {
-                node = (n.child + u32::from(!left)) as usize;
-            }
-        }
-        let path = &mut path[..=level];
-        path[level].left = true;
-        let ln = self.make_node(2 * heap, d, path);
-        path[level].left = false;
-        let rn = self.make_node(2 * heap + 1, d, path);
-        let c = self.alloc_pair(ln, rn);
-        self.nodes[node].child = c;
-        c
-    }
-
-    /// Allocates the two children of a node; returns the left index.
-    fn alloc_pair(&mut self, left: Node, right: Node) -> u32 {
-        if let Some(i) = self.free.pop() {
-            self.nodes[i as usize] = left;
-            self.nodes[i as usize + 1] = right;
-            i
+/// Feature and split of the node at heap position `heap` (root 1, children
+/// `2h`, `2h + 1`) of the tree with `seed`, whose ancestors' cuts are `path`:
+/// they come from a hash of the seed and `heap`, the split lies in the middle
+/// 70% of the node's cell along the feature.
+fn make_split(seed: u64, heap: u64, d: usize, path: &[Step]) -> (u16, f32) {
+    let mut r = SplitMix64::new(seed ^ heap.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let feature = r.next_below(d.clamp(1, MAX_FEATURES) as u64) as u16;
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    for st in path.iter().filter(|st| st.feature == feature) {
+        if st.left {
+            hi = hi.min(f64::from(st.split));
         } else {
-            let i = self.nodes.len() as u32;
-            self.nodes.push(left);
-            self.nodes.push(right);
-            i
+            lo = lo.max(f64::from(st.split));
         }
     }
+    let u = SPLIT_PADDING + (1.0 - 2.0 * SPLIT_PADDING) * r.next_f64();
+    (feature, (lo + u * (hi - lo)) as f32)
+}
 
-    fn free_pair(&mut self, pair: u32) {
-        let mut stack = vec![pair];
-        while let Some(p) = stack.pop() {
-            for i in [p, p + 1] {
-                let c = self.nodes[i as usize].child;
-                if c != NONE {
-                    stack.push(c);
-                }
-            }
-            self.free.push(p);
-        }
-    }
+/// The built trees (derived from the ring at every window swap and after a
+/// restore; equal whenever the serialized state is).
+#[derive(Debug, Clone, Default)]
+struct Forest {
+    /// Nodes of all trees; children in pairs.
+    nodes: Vec<Node>,
+    /// Per node, what a walk ending there scores.
+    leaves: Vec<Leaf>,
+    /// Root index of each tree.
+    roots: Vec<u32>,
+    /// Deepest level built in each group of [`LANES`] trees.
+    heights: Vec<u32>,
+    /// Whether `nodes` reflects the current reference.
+    ready: bool,
+    /// Points counted in the reference.
+    n_ref: u64,
+    /// Reference points scaled with the min–max of the swap (work space).
+    scaled: Vec<f32>,
+    /// Indices into `scaled` (work space).
+    idx: Vec<u32>,
+}
 
-    /// End of window: reference ← latest, latest ← 0; drop empty subtrees.
-    fn swap(&mut self) {
-        let mut stack = vec![0u32];
-        while let Some(i) = stack.pop() {
-            let n = &mut self.nodes[i as usize];
-            n.r = n.l;
-            n.l = 0;
-            let c = n.child;
-            if c == NONE {
-                continue;
-            }
-            if n.r == 0 {
-                n.child = NONE;
-                self.free_pair(c);
-            } else {
-                stack.push(c);
-                stack.push(c + 1);
-            }
-        }
+impl PartialEq for Forest {
+    fn eq(&self, _: &Self) -> bool {
+        true
     }
 }
+
+/// What a rebuild needs besides the nodes.
+struct Builder<'a> {
+    seed: u64,
+    d: usize,
+    depth: u32,
+    limit: f64,
+    points: &'a [f32],
+    nodes: &'a mut Vec<Node>,
+    leaves: &'a mut Vec<Leaf>,
+    height: u32,
+    path: [Step; MAX_DEPTH as usize + 1],
+}
+
+impl Builder<'_> {
+    /// Fills `slot` with the node at `level`/`heap` holding the reference
+    /// points `idx`, and recursively its children while it is dense enough.
+    fn fill(&mut self, slot: usize, idx: &mut [u32], level: u32, heap: u64, parent: (f64, u32)) {
+        let m = idx.len() as f64;
+        let acc = parent.0 + m * f64::from(1u32 << level);
+        let sparse = m < self.limit || m == 0.0;
+        if sparse || level == self.depth {
+            self.height = self.height.max(level);
+            self.nodes[slot] = Node {
+                split: f32::NAN,
+                child: (slot as u32).wrapping_sub(1),
+                feature: 0,
+            };
+            self.leaves[slot] = Leaf {
+                log_mass: (1.0 + acc).log2(),
+                // Credit the split that moved the point from a dense cell
+                // into a sparse one.
+                credit: if sparse { parent.1 } else { NONE },
+            };
+            return;
+        }
+        let lv = level as usize;
+        let (feature, split) = make_split(self.seed, heap, self.d, &self.path[..lv]);
+        let f = usize::from(feature);
+        // Branch-free partition: left points first.
+        let mut left = 0;
+        for j in 0..idx.len() {
+            let v = idx[j];
+            let go = self.points[v as usize * self.d + f] < split;
+            idx[j] = idx[left];
+            idx[left] = v;
+            left += usize::from(go);
+        }
+        let c = self.nodes.len();
+        let blank = Leaf {
+            log_mass: 0.0,
+            credit: NONE,
+        };
+        self.nodes.extend([self.nodes[slot]; 2]);
+        self.leaves.extend([blank; 2]);
+        self.nodes[slot] = Node {
+            split,
+            child: c as u32,
+            feature: u32::from(feature),
+        };
+        let (l, r) = idx.split_at_mut(left);
+        self.path[lv] = Step {
+            feature,
+            split,
+            left: true,
+        };
+        self.fill(c, l, level + 1, 2 * heap, (acc, u32::from(feature)));
+        self.path[lv].left = false;
+        self.fill(c + 1, r, level + 1, 2 * heap + 1, (acc, u32::from(feature)));
+    }
+}
+
+/// Trees walked together: their walks are independent chains of loads, so
+/// interleaving them lets the CPU overlap their latencies.
+const LANES: usize = 8;
 
 /// Half-Space Trees detector state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HalfSpaceTrees {
     params: HstParams,
     stats: FeatureStats,
-    trees: Vec<Tree>,
+    /// One seed per tree.
+    seeds: Vec<u64>,
+    /// Sanitized points (`d` values each) of the last `references + 1`
+    /// windows; point `t` of the stream at `t mod capacity`.
+    ring: Vec<f64>,
     /// Points in the latest window so far.
     in_window: u32,
     /// Completed windows.
     windows: u64,
     #[serde(skip)]
+    forest: Box<Forest>,
+    #[serde(skip)]
     scratch: Box<Scratch>,
-}
-
-/// Trees walked together (see `update`).
-const LANES: usize = 4;
-
-/// Where one tree's walk is.
-#[derive(Debug, Clone, Copy)]
-struct Walk {
-    node: usize,
-    heap: u64,
-    scoring: bool,
-    done: bool,
-    last_feature: usize,
-}
-
-impl Walk {
-    fn new(scoring: bool) -> Walk {
-        Walk {
-            node: 0,
-            heap: 1,
-            scoring,
-            done: false,
-            last_feature: 0,
-        }
-    }
 }
 
 /// Per-update buffers (not state).
@@ -340,118 +358,159 @@ impl HalfSpaceTrees {
         HalfSpaceTrees {
             params,
             stats: FeatureStats::new(d),
-            trees: (0..params.trees)
-                .map(|_| Tree::new(rng.next_u64(), d))
-                .collect(),
+            seeds: (0..params.trees).map(|_| rng.next_u64()).collect(),
+            ring: Vec::new(),
             in_window: 0,
             windows: 0,
+            forest: Box::default(),
             scratch: Box::default(),
         }
     }
 
-    /// Materialized nodes over all trees (memory diagnostics).
+    /// Built nodes over all trees (memory diagnostics).
     pub fn live_nodes(&self) -> usize {
-        self.trees
-            .iter()
-            .map(|t| t.nodes.len() - 2 * t.free.len())
-            .sum()
+        self.forest.nodes.len()
+    }
+
+    /// The current reference as `(end, n)`: the `n` stream points before
+    /// point `end`, the last `references` complete windows; none during the
+    /// first window.
+    fn reference(&self) -> (u64, u64) {
+        let w = u64::from(self.params.window);
+        let n = self.windows.min(u64::from(self.params.references)) * w;
+        (self.windows * w, n)
+    }
+
+    /// Rebuilds every tree from the reference points in the ring.
+    fn rebuild(&mut self) {
+        let d = self.stats.dim();
+        let cap = self.params.ring_points() as u64;
+        let (end, n) = self.reference();
+        let f = &mut *self.forest;
+        // The reference is counted in the coordinates the next window is
+        // scored in: the running min–max at the swap, not each point's own
+        // (min–max scaling is affine per feature).
+        let affine: Vec<(f64, f64)> = (0..d)
+            .map(|i| {
+                let a = self.stats.minmax(i, 0.0);
+                (a, self.stats.minmax(i, 1.0) - a)
+            })
+            .collect();
+        f.scaled.clear();
+        for t in end - n..end {
+            let p = (t % cap) as usize * d;
+            f.scaled.extend(
+                self.ring[p..p + d]
+                    .iter()
+                    .zip(&affine)
+                    .map(|(&v, &(a, b))| (a + b * v) as f32),
+            );
+        }
+        f.n_ref = n;
+        f.nodes.clear();
+        f.leaves.clear();
+        f.roots.clear();
+        f.heights.clear();
+        let mut b = Builder {
+            seed: 0,
+            d,
+            depth: self.params.depth,
+            limit: self.params.size_limit * n as f64,
+            points: &f.scaled,
+            nodes: &mut f.nodes,
+            leaves: &mut f.leaves,
+            height: 0,
+            path: [Step::default(); MAX_DEPTH as usize + 1],
+        };
+        for (t, &seed) in self.seeds.iter().enumerate() {
+            if t % LANES == 0 {
+                b.height = 0;
+            }
+            let root = b.nodes.len();
+            f.roots.push(root as u32);
+            b.nodes.push(Node {
+                split: f32::NAN,
+                child: 0,
+                feature: 0,
+            });
+            b.leaves.push(Leaf {
+                log_mass: 0.0,
+                credit: NONE,
+            });
+            b.seed = seed;
+            f.idx.clear();
+            f.idx.extend(0..n as u32);
+            b.fill(root, &mut f.idx, 0, 1, (0.0, NONE));
+            if t % LANES == LANES - 1 || t + 1 == self.seeds.len() {
+                f.heights.push(b.height);
+            }
+        }
+        f.ready = true;
     }
 }
 
 impl OnlineDetector for HalfSpaceTrees {
     fn update(&mut self, x: &[f64], _threshold: f64, explain: &mut Vec<FeatureExplanation>) -> f64 {
         let d = self.stats.dim();
+        if self.windows > 0 && !self.forest.ready {
+            // Restored from a snapshot: the trees are derived state.
+            self.rebuild();
+        }
         let mut sc = std::mem::take(&mut self.scratch);
         self.stats.sanitize(x, &mut sc.clean);
+        sc.credit.clear();
+        sc.credit.resize(d, 0.0);
+        let cap = self.params.ring_points();
+        let t = self.windows * u64::from(self.params.window) + u64::from(self.in_window);
+        let pos = (t % cap as u64) as usize * d;
+        if self.ring.len() < pos + d {
+            self.ring.resize(pos + d, 0.0);
+        }
+        self.ring[pos..pos + d].copy_from_slice(&sc.clean);
         sc.scaled.clear();
         sc.scaled
             .extend((0..d).map(|i| self.stats.minmax(i, sc.clean[i]) as f32));
-        sc.credit.clear();
-        sc.credit.resize(d, 0.0);
 
-        let depth = self.params.depth;
-        let first_window = self.windows == 0;
-        let window = f64::from(self.params.window);
-        // Mass below which a walk stops scoring; during the first window the
-        // latest counts stand in for the reference, so scale the limit too.
-        let limit = if first_window {
-            self.params.size_limit * f64::from(self.in_window)
-        } else {
-            self.params.size_limit * window
-        };
-        let mut mass_score = 0.0;
-        let scaled = &sc.scaled;
-        // Trees are walked in groups of four, one level at a time: each walk
-        // is a chain of dependent loads, and interleaving four independent
-        // chains lets their cache misses overlap.
-        for group in self.trees.chunks_mut(LANES) {
-            let mut w = [Walk::new(!first_window); LANES];
-            for level in 0..=depth {
-                let pow = f64::from(1u32 << level);
-                let mut active = false;
-                for (tree, w) in group.iter_mut().zip(w.iter_mut()) {
-                    if w.done {
-                        continue;
-                    }
-                    active = true;
-                    let node = &mut tree.nodes[w.node];
-                    if w.scoring {
-                        let m = f64::from(node.r);
-                        mass_score += m * pow;
-                        if m < limit || m == 0.0 {
-                            w.scoring = false;
-                            // Credit the split that moved the point from a
-                            // dense cell into a sparse one.
-                            if level > 0 {
-                                sc.credit[w.last_feature] += 1.0;
-                            }
-                        }
-                        w.last_feature = node.feature as usize;
-                    }
-                    // Cannot overflow: `l <= window <= u16::MAX`, reset every window.
-                    node.l += 1;
-                    // A node's first point is not propagated below it:
-                    // children are materialized when the second point
-                    // arrives (see the module docs, "Cost and memory").
-                    if level == depth || (node.child == NONE && node.l < SPLIT_AFTER) {
-                        w.done = true;
-                        continue;
-                    }
-                    let left = scaled[node.feature as usize] < node.split;
-                    let mut c = node.child;
-                    if c == NONE {
-                        c = tree.materialize(level as usize, w.heap, scaled, d);
-                    }
-                    w.heap = 2 * w.heap + u64::from(!left);
-                    w.node = (c + u32::from(!left)) as usize;
-                }
-                if !active {
-                    break;
-                }
-            }
-        }
-        let mean = mass_score / f64::from(self.params.trees);
-        let scale = if first_window {
-            f64::from(self.in_window.max(1))
-        } else {
-            window
-        };
-        let top = scale * (2.0f64).powi(depth as i32 + 1);
-        let raw = if first_window {
+        let raw = if self.windows == 0 {
             0.0
         } else {
-            (top / (1.0 + mean)).log2().max(0.0)
+            let f = &*self.forest;
+            let (nodes, scaled) = (&f.nodes[..], &sc.scaled[..]);
+            let mut log_mass = 0.0;
+            for (roots, &height) in f.roots.chunks(LANES).zip(&f.heights) {
+                let mut at = [0u32; LANES];
+                at[..roots.len()].copy_from_slice(roots);
+                let at = &mut at[..roots.len()];
+                for _ in 0..height {
+                    for i in at.iter_mut() {
+                        let n = nodes[*i as usize];
+                        let left = scaled[n.feature as usize] < n.split;
+                        *i = n.child.wrapping_add(u32::from(!left));
+                    }
+                }
+                for &i in at.iter() {
+                    let leaf = f.leaves[i as usize];
+                    log_mass += leaf.log_mass;
+                    if leaf.credit != NONE {
+                        sc.credit[leaf.credit as usize] += 1.0;
+                    }
+                }
+            }
+            // Geometric mean of the trees' mass scores: each tree's mass is
+            // exponential in the depth its walk reaches, so an arithmetic mean
+            // is decided by the one tree that goes deepest.
+            let mean_log = log_mass / f64::from(self.params.trees);
+            let top = f.n_ref as f64 * (2.0f64).powi(self.params.depth as i32 + 1);
+            (top.log2() - mean_log).max(0.0)
         };
 
         self.stats.explain(&sc.credit, explain);
         self.stats.learn(&sc.clean);
         self.in_window += 1;
         if self.in_window >= self.params.window {
-            for t in &mut self.trees {
-                t.swap();
-            }
             self.in_window = 0;
             self.windows += 1;
+            self.rebuild();
         }
         self.scratch = sc;
         if raw.is_finite() {
@@ -535,9 +594,9 @@ mod tests {
             assert!(s.is_finite() && s >= 0.0);
             assert!(ex.iter().all(|e| e.contribution.is_finite()));
         }
-        // Two windows of 250 points, at most 2 * 15 new nodes per point.
+        // Built nodes: at most two children per reference point and level.
         assert!(
-            d.live_nodes() <= 4 * (2 * 250 * 30 + 1),
+            d.live_nodes() <= 4 * (2 * 250 * 15 + 1),
             "{}",
             d.live_nodes()
         );
