@@ -78,7 +78,7 @@ fn multivariate(c: &mut Criterion) {
     let gauss = gaussian_points(WARMUP + CYCLE, 8, 1);
     let sine = noisy_sine(WARMUP + CYCLE, 2);
     println!(
-        "state bytes per key after {WARMUP} points: hst (25x15, d=8) {} | rcf (50x256, shingle 8) {} | loda (100 proj, d=8) {}",
+        "state bytes per key after {WARMUP} points: hst (default 25x10, d=8) {} | rcf (50x256, shingle 8) {} | loda (100 proj, d=8) {}",
         state_bytes(Algorithm::Hst, &gauss[..WARMUP]),
         state_bytes(Algorithm::Rcf, &sine[..WARMUP]),
         state_bytes(Algorithm::Loda, &gauss[..WARMUP]),

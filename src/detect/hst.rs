@@ -372,6 +372,26 @@ impl HalfSpaceTrees {
         self.forest.nodes.len()
     }
 
+    /// Whether the (possibly restored) state fits its parameters.
+    fn consistent(&self) -> bool {
+        let p = self.params;
+        let ok = (1..=MAX_DEPTH).contains(&p.depth)
+            && (2..=65_535).contains(&p.window)
+            && (1..=16).contains(&p.references)
+            && self.in_window < p.window
+            && self.seeds.len() == p.trees as usize
+            && p.trees > 0;
+        if !ok {
+            return false;
+        }
+        let seen = self
+            .windows
+            .saturating_mul(u64::from(p.window))
+            .saturating_add(u64::from(self.in_window));
+        let kept = seen.min(p.ring_points() as u64) as usize;
+        self.ring.len() == kept * self.stats.dim()
+    }
+
     /// The current reference as `(end, n)`: the `n` stream points before
     /// point `end`, the last `references` complete windows; none during the
     /// first window.
@@ -452,6 +472,12 @@ impl HalfSpaceTrees {
 impl OnlineDetector for HalfSpaceTrees {
     fn update(&mut self, x: &[f64], _threshold: f64, explain: &mut Vec<FeatureExplanation>) -> f64 {
         let d = self.stats.dim();
+        if !self.consistent() {
+            // A snapshot that does not fit its own parameters (corrupted or
+            // foreign bytes): score nothing rather than index out of bounds.
+            explain.clear();
+            return 0.0;
+        }
         if self.windows > 0 && !self.forest.ready {
             // Restored from a snapshot: the trees are derived state.
             self.rebuild();
