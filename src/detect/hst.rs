@@ -233,6 +233,8 @@ struct Forest {
     scaled: Vec<f32>,
     /// Indices into `scaled` (work space).
     idx: Vec<u32>,
+    /// Partition work space.
+    tmp: Vec<u32>,
 }
 
 impl PartialEq for Forest {
@@ -250,6 +252,8 @@ struct Builder<'a> {
     points: &'a [f32],
     nodes: &'a mut Vec<Node>,
     leaves: &'a mut Vec<Leaf>,
+    /// Partition work space (one slot per reference point).
+    tmp: &'a mut [u32],
     height: u32,
     path: [Step; MAX_DEPTH as usize + 1],
 }
@@ -279,15 +283,20 @@ impl Builder<'_> {
         let lv = level as usize;
         let (feature, split) = make_split(self.seed, heap, self.d, &self.path[..lv]);
         let f = usize::from(feature);
-        // Branch-free partition: left points first.
-        let mut left = 0;
+        // Branch-free stable partition, left points first: a left point
+        // moves down within `idx` (to a slot already read), a right one goes
+        // to `tmp`; both are written every time, only the counters move.
+        let (mut left, mut right) = (0, 0);
+        let tmp = &mut self.tmp[..idx.len()];
         for j in 0..idx.len() {
             let v = idx[j];
             let go = self.points[v as usize * self.d + f] < split;
-            idx[j] = idx[left];
             idx[left] = v;
+            tmp[right] = v;
             left += usize::from(go);
+            right += usize::from(!go);
         }
+        idx[left..].copy_from_slice(&tmp[..right]);
         let c = self.nodes.len();
         let blank = Leaf {
             log_mass: 0.0,
@@ -431,6 +440,8 @@ impl HalfSpaceTrees {
         f.leaves.clear();
         f.roots.clear();
         f.heights.clear();
+        f.tmp.clear();
+        f.tmp.resize(n as usize, 0);
         let mut b = Builder {
             seed: 0,
             d,
@@ -439,6 +450,7 @@ impl HalfSpaceTrees {
             points: &f.scaled,
             nodes: &mut f.nodes,
             leaves: &mut f.leaves,
+            tmp: &mut f.tmp,
             height: 0,
             path: [Step::default(); MAX_DEPTH as usize + 1],
         };
@@ -508,10 +520,18 @@ impl OnlineDetector for HalfSpaceTrees {
                 at[..roots.len()].copy_from_slice(roots);
                 let at = &mut at[..roots.len()];
                 for _ in 0..height {
+                    // Stop as soon as every walk of the group has reached
+                    // its end node (which loops to itself).
+                    let mut moved = false;
                     for i in at.iter_mut() {
                         let n = nodes[*i as usize];
                         let left = scaled[n.feature as usize] < n.split;
-                        *i = n.child.wrapping_add(u32::from(!left));
+                        let next = n.child.wrapping_add(u32::from(!left));
+                        moved |= next != *i;
+                        *i = next;
+                    }
+                    if !moved {
+                        break;
                     }
                 }
                 for &i in at.iter() {
