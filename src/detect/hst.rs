@@ -339,6 +339,11 @@ pub struct HalfSpaceTrees {
     in_window: u32,
     /// Completed windows.
     windows: u64,
+    /// Per-feature `(offset, scale)` of the min–max scaling at the last
+    /// window swap. Saved with the state, so trees rebuilt after a restore
+    /// are the trees of the uninterrupted run (the running min–max may have
+    /// moved since the swap).
+    swap_affine: Vec<(f64, f64)>,
     #[serde(skip)]
     forest: Box<Forest>,
     #[serde(skip)]
@@ -371,6 +376,7 @@ impl HalfSpaceTrees {
             ring: Vec::new(),
             in_window: 0,
             windows: 0,
+            swap_affine: Vec::new(),
             forest: Box::default(),
             scratch: Box::default(),
         }
@@ -399,6 +405,7 @@ impl HalfSpaceTrees {
             .saturating_add(u64::from(self.in_window));
         let kept = seen.min(p.ring_points() as u64) as usize;
         self.ring.len() == kept * self.stats.dim()
+            && (self.windows == 0 || self.swap_affine.len() == self.stats.dim())
     }
 
     /// The current reference as `(end, n)`: the `n` stream points before
@@ -419,19 +426,14 @@ impl HalfSpaceTrees {
         // The reference is counted in the coordinates the next window is
         // scored in: the running min–max at the swap, not each point's own
         // (min–max scaling is affine per feature).
-        let affine: Vec<(f64, f64)> = (0..d)
-            .map(|i| {
-                let a = self.stats.minmax(i, 0.0);
-                (a, self.stats.minmax(i, 1.0) - a)
-            })
-            .collect();
+        let affine = &self.swap_affine;
         f.scaled.clear();
         for t in end - n..end {
             let p = (t % cap) as usize * d;
             f.scaled.extend(
                 self.ring[p..p + d]
                     .iter()
-                    .zip(&affine)
+                    .zip(affine)
                     .map(|(&v, &(a, b))| (a + b * v) as f32),
             );
         }
@@ -551,6 +553,12 @@ impl OnlineDetector for HalfSpaceTrees {
         if self.in_window >= self.params.window {
             self.in_window = 0;
             self.windows += 1;
+            self.swap_affine = (0..d)
+                .map(|i| {
+                    let a = self.stats.minmax(i, 0.0);
+                    (a, self.stats.minmax(i, 1.0) - a)
+                })
+                .collect();
             self.rebuild();
         }
         self.scratch = sc;
