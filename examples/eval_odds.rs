@@ -134,14 +134,7 @@ impl Candidate {
                     ..DetectorSpec::default()
                 };
                 let mut det = KeyedDetector::new(&spec, 42, d);
-                let mut out = Score {
-                    score: 0.0,
-                    raw: 0.0,
-                    threshold: 0.0,
-                    is_anomaly: false,
-                    warming_up: true,
-                    features: Vec::with_capacity(d),
-                };
+                let mut out = Score::empty(d);
                 start = Instant::now();
                 for r in rows {
                     det.update_into(r, &mut out);

@@ -95,6 +95,21 @@ pub struct Score {
     pub features: Vec<FeatureExplanation>,
 }
 
+impl Score {
+    /// A blank score with room for `n_features` explanations, to be filled by
+    /// [`KeyedDetector::update_into`] (reusing it avoids an allocation per point).
+    pub fn empty(n_features: usize) -> Score {
+        Score {
+            score: 0.0,
+            raw: 0.0,
+            threshold: 0.0,
+            is_anomaly: false,
+            warming_up: true,
+            features: Vec::with_capacity(n_features),
+        }
+    }
+}
+
 /// An online detector: the contract every algorithm in this module follows.
 pub trait OnlineDetector {
     /// Scores `x` (one value per feature, all finite) against the state
@@ -420,14 +435,7 @@ impl KeyedDetector {
     /// outliers that are not learned (the pipeline dead-letters such records
     /// before they get here anyway).
     pub fn update(&mut self, x: &[f64]) -> Score {
-        let mut out = Score {
-            score: 0.0,
-            raw: 0.0,
-            threshold: 0.0,
-            is_anomaly: false,
-            warming_up: true,
-            features: Vec::with_capacity(x.len()),
-        };
+        let mut out = Score::empty(x.len());
         self.update_into(x, &mut out);
         out
     }
