@@ -128,7 +128,9 @@ pub struct Config {
     pub batch_size: usize,
     /// Pending: accepted and validated; partitions already run in parallel tasks.
     pub parallel_jobs: usize,
-    /// Pending: bound on keys held in memory per partition (all are held today).
+    /// Keys held in memory per partition: after each checkpoint the least
+    /// recently seen keys beyond it are dropped from memory (their state is
+    /// in RocksDB) and loaded back when their next record arrives.
     pub cache_size: usize,
     /// Pending: accepted and validated.
     pub enable_memory_optimization: bool,

@@ -4,6 +4,13 @@
 //! it creates a key's detector on first sight (seeded from the key), checks
 //! that the key keeps sending the same features, scores, and remembers which
 //! keys changed since the last checkpoint. It does no I/O.
+//!
+//! Memory is bounded by a key capacity (`cache_size`): after a checkpoint,
+//! [`Engine::evict_cold`] drops the least recently seen keys beyond it. Their
+//! states are in the store (they were checkpointed and have not changed
+//! since), so the owner reloads one with [`Engine::restore`] when its key
+//! shows up again ([`Engine::needs_load`]), and scoring continues exactly as
+//! if it had never left memory.
 
 use std::collections::{HashMap, HashSet};
 
@@ -60,9 +67,22 @@ pub struct Engine {
     /// Key-pattern rules for this partition's topic, first match wins.
     rules: Vec<(Option<Vec<u8>>, DetectorSpec)>,
     last_detector: &'static str,
-    keys: HashMap<Vec<u8>, (Vec<String>, KeyedDetector)>,
+    keys: HashMap<Vec<u8>, Entry>,
     dirty: HashSet<Vec<u8>>,
     values: Vec<f64>,
+    /// Keys held in memory at most, after a checkpoint.
+    capacity: usize,
+    /// Logical clock: points scored, for least-recently-seen eviction.
+    clock: u64,
+    /// Some states of this partition are in the store only.
+    spilled: bool,
+}
+
+/// One key held in memory.
+struct Entry {
+    names: Vec<String>,
+    detector: KeyedDetector,
+    last_seen: u64,
 }
 
 impl Engine {
@@ -75,7 +95,64 @@ impl Engine {
             keys: HashMap::new(),
             dirty: HashSet::new(),
             values: Vec::new(),
+            capacity: usize::MAX,
+            clock: 0,
+            spilled: false,
         }
+    }
+
+    /// Holds at most `capacity` keys in memory after each checkpoint (at
+    /// least 1); see [`Engine::evict_cold`].
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.capacity = capacity.max(1);
+        self
+    }
+
+    /// Whether `key` is not in memory but may have a state in the store
+    /// (some keys were evicted or not restored): the owner should look it up
+    /// and [`Engine::restore`] it before scoring it.
+    pub fn needs_load(&self, key: &[u8]) -> bool {
+        self.spilled && !self.keys.contains_key(key)
+    }
+
+    /// Whether the key capacity is reached, so further stored keys should be
+    /// left in the store at restore (they load on demand).
+    pub fn is_full(&self) -> bool {
+        self.keys.len() >= self.capacity
+    }
+
+    /// Marks that the store holds states that are not in memory.
+    pub fn set_spilled(&mut self) {
+        self.spilled = true;
+    }
+
+    /// Drops the least recently seen keys beyond the capacity; returns how
+    /// many. Only keys whose state is checkpointed (not dirty) are dropped,
+    /// so call it right after a checkpoint.
+    pub fn evict_cold(&mut self) -> usize {
+        let excess = self.keys.len().saturating_sub(self.capacity);
+        if excess == 0 {
+            return 0;
+        }
+        let mut clean: Vec<(u64, &Vec<u8>)> = self
+            .keys
+            .iter()
+            .filter(|(k, _)| !self.dirty.contains(*k))
+            .map(|(k, e)| (e.last_seen, k))
+            .collect();
+        let n = excess.min(clean.len());
+        if n == 0 {
+            return 0;
+        }
+        if n < clean.len() {
+            clean.select_nth_unstable(n - 1);
+        }
+        let cold: Vec<Vec<u8>> = clean[..n].iter().map(|(_, k)| (*k).clone()).collect();
+        for k in &cold {
+            self.keys.remove(k);
+        }
+        self.spilled = true;
+        n
     }
 
     /// An engine for records of `topic`: the rules for other topics are dropped.
@@ -121,11 +198,14 @@ impl Engine {
         }
         let spec = self.spec_for(key).clone();
         let spec = &spec;
-        let (names, detector) = self.keys.entry(key.to_vec()).or_insert_with(|| {
-            let names = features.iter().map(|(n, _)| n.clone()).collect();
-            let seed = seed_for_key(spec.seed, key);
-            (names, KeyedDetector::new(spec, seed, features.len()))
+        self.clock += 1;
+        let entry = self.keys.entry(key.to_vec()).or_insert_with(|| Entry {
+            names: features.iter().map(|(n, _)| n.clone()).collect(),
+            detector: KeyedDetector::new(spec, seed_for_key(spec.seed, key), features.len()),
+            last_seen: 0,
         });
+        entry.last_seen = self.clock;
+        let (names, detector) = (&entry.names, &mut entry.detector);
         if names.len() != features.len() || names.iter().zip(features).any(|(a, (b, _))| a != b) {
             return Err(EngineError::FeatureMismatch {
                 expected: names.join(","),
@@ -157,10 +237,10 @@ impl Engine {
         dirty
             .into_iter()
             .filter_map(|k| {
-                let (names, det) = self.keys.get(&k)?;
+                let e = self.keys.get(&k)?;
                 let state = KeyState {
-                    features: names.clone(),
-                    detector: det.to_bytes(),
+                    features: e.names.clone(),
+                    detector: e.detector.to_bytes(),
                 };
                 Some((k, encode_key_state(&state)))
             })
@@ -171,7 +251,14 @@ impl Engine {
     pub fn restore(&mut self, key: Vec<u8>, bytes: &[u8]) -> Result<(), StateError> {
         let state = decode_key_state(bytes)?;
         let det = KeyedDetector::from_bytes(&state.detector)?;
-        self.keys.insert(key, (state.features, det));
+        self.keys.insert(
+            key,
+            Entry {
+                names: state.features,
+                detector: det,
+                last_seen: self.clock,
+            },
+        );
         Ok(())
     }
 }
@@ -292,5 +379,62 @@ mod tests {
             let v = f((i % 7) as f64 + if i == 150 { 50.0 } else { 0.0 });
             assert_eq!(a.score(b"k", &v).unwrap(), b.score(b"k", &v).unwrap());
         }
+    }
+
+    #[test]
+    fn evicted_keys_reload_from_the_store_and_score_as_if_never_evicted() {
+        use std::collections::HashMap;
+        let keys: Vec<Vec<u8>> = (0..20).map(|k| format!("k{k}").into_bytes()).collect();
+        let mut unbounded = Engine::new(DetectorSpec::default());
+        let mut bounded = Engine::new(DetectorSpec::default()).with_capacity(5);
+        // Stands in for RocksDB: every checkpoint writes the dirty states here.
+        let mut store: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let (mut evicted, mut loaded) = (0, 0);
+        for i in 0..2_000u64 {
+            // Skewed traffic: a few hot keys, a long tail of cold ones.
+            let k = &keys[((i * 7919) % 97 % 20) as usize];
+            let v = f(((i * 31) % 11) as f64 + if i % 500 == 499 { 40.0 } else { 0.0 });
+            if bounded.needs_load(k) {
+                if let Some(bytes) = store.get(k) {
+                    bounded.restore(k.clone(), bytes).unwrap();
+                    loaded += 1;
+                }
+            }
+            assert_eq!(
+                bounded.score(k, &v).unwrap(),
+                unbounded.score(k, &v).unwrap(),
+                "point {i}"
+            );
+            if i % 50 == 49 {
+                store.extend(bounded.take_dirty());
+                evicted += bounded.evict_cold();
+                assert!(bounded.len() <= 5, "{} keys held", bounded.len());
+            }
+        }
+        assert!(
+            evicted > 100 && loaded > 100,
+            "{evicted} evicted, {loaded} loaded"
+        );
+        assert_eq!(unbounded.len(), 20);
+    }
+
+    #[test]
+    fn eviction_keeps_the_most_recently_seen_and_never_a_dirty_key() {
+        let mut e = Engine::new(DetectorSpec::default()).with_capacity(2);
+        for k in [b"a", b"b", b"c"] {
+            e.score(k, &f(1.0)).unwrap();
+        }
+        // Every key is dirty: nothing may go before it is checkpointed.
+        assert_eq!(e.evict_cold(), 0);
+        assert!(!e.needs_load(b"a"));
+        e.take_dirty();
+        e.score(b"a", &f(1.0)).unwrap(); // dirty again, and the most recent
+        assert_eq!(e.evict_cold(), 1);
+        assert_eq!(e.len(), 2);
+        assert!(
+            e.needs_load(b"b"),
+            "b was the least recently seen clean key"
+        );
+        assert!(!e.needs_load(b"a") && !e.needs_load(b"c"));
     }
 }

@@ -34,6 +34,10 @@ pub const CHECKPOINTS: &str = "pynomaly_checkpoints_total";
 pub const STATE_SIZE: &str = "pynomaly_state_size_bytes";
 /// Entity keys held, by `partition` (and `topic`).
 pub const DETECTOR_KEYS: &str = "pynomaly_detector_keys";
+/// Keys dropped from memory beyond `cache_size` (their state stays in RocksDB).
+pub const KEYS_EVICTED: &str = "pynomaly_detector_keys_evicted_total";
+/// Evicted keys brought back from RocksDB when their next record arrived.
+pub const KEYS_LOADED: &str = "pynomaly_detector_keys_loaded_total";
 /// Partitions currently assigned.
 pub const ASSIGNED_PARTITIONS: &str = "pynomaly_assigned_partitions";
 /// 1 when ready (assigned partitions restored and consumed), else 0.
@@ -104,6 +108,14 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(CHECKPOINTS, "Checkpoints written, by reason.");
     describe_gauge!(STATE_SIZE, Unit::Bytes, "RocksDB live data size.");
     describe_gauge!(DETECTOR_KEYS, "Entity keys with detector state in memory.");
+    describe_counter!(
+        KEYS_EVICTED,
+        "Keys dropped from memory beyond cache_size; their state stays in RocksDB."
+    );
+    describe_counter!(
+        KEYS_LOADED,
+        "Evicted keys loaded back from RocksDB when their next record arrived."
+    );
     describe_gauge!(ASSIGNED_PARTITIONS, "Partitions assigned to this instance.");
     describe_gauge!(READY, "1 when the instance is ready.");
     describe_gauge!(

@@ -523,3 +523,79 @@ fn key_pattern_overrides_choose_the_detector() {
         "keys matching no rule keep the default"
     );
 }
+
+#[test]
+fn a_small_key_cache_evicts_reloads_and_scores_exactly_like_an_unbounded_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = unique("in");
+    let (out_ref, out_small, dlq) = (unique("ref"), unique("small"), unique("dlq"));
+    create_topics(&[(&input, 2), (&out_ref, 2), (&out_small, 2), (&dlq, 1)]);
+    let batch = |count: &str, start_ms: &str| {
+        simulate(
+            &input,
+            &[
+                "--count",
+                count,
+                "--rate",
+                "0",
+                "--keys",
+                "60",
+                "--start-ms",
+                start_ms,
+            ],
+        )
+    };
+    batch("4000", "1700000000000");
+    // 60 keys over 2 partitions, at most 5 in memory per partition after
+    // each checkpoint (every 100 records): most records meet an evicted key.
+    let mut small_env = service_env(
+        &input,
+        &out_small,
+        &dlq,
+        &unique("small"),
+        &dir.path().join("small"),
+    );
+    small_env.push(("PYNOMALY_CACHE_SIZE".into(), "5".into()));
+    small_env.push(("PYNOMALY_CHECKPOINT_RECORDS".into(), "100".into()));
+    let mut small = Service::start(&small_env, dir.path());
+    small.wait_ready(MINUTE);
+    assert_eq!(read_topic(&out_small, 4000, MINUTE).len(), 4000);
+    let evicted = small.metric_sum("pynomaly_detector_keys_evicted_total", "");
+    let loaded = small.metric_sum("pynomaly_detector_keys_loaded_total", "");
+    eprintln!("first run: {evicted} keys evicted, {loaded} loaded back");
+    assert!(
+        evicted > 100.0 && loaded > 100.0,
+        "{evicted} evicted, {loaded} loaded"
+    );
+    small.signal("TERM");
+    assert!(small.wait_exit(Duration::from_secs(20)).unwrap().success());
+    // A restart restores at most 5 keys per partition; the others load when they show up.
+    batch("2000", "1700100000000");
+    let mut small = Service::start(&small_env, dir.path());
+    small.wait_ready(MINUTE);
+    let n = 6000;
+    let bounded: HashMap<(i32, i64), ScoreRecord> = scores(&read_topic(&out_small, n, 2 * MINUTE))
+        .into_iter()
+        .map(|r| ((r.partition, r.offset), r))
+        .collect();
+    assert_eq!(bounded.len(), n, "log:\n{}", small.log_text());
+    assert!(small.metric_sum("pynomaly_detector_keys", "") <= 10.0 + 200.0);
+    assert!(small.metric_sum("pynomaly_detector_keys_loaded_total", "") >= 50.0);
+    let ref_env = service_env(
+        &input,
+        &out_ref,
+        &dlq,
+        &unique("ref"),
+        &dir.path().join("ref"),
+    );
+    let _reference = Service::start(&ref_env, dir.path());
+    let reference = scores(&read_topic(&out_ref, n, 2 * MINUTE));
+    assert_eq!(reference.len(), n);
+    for r in reference {
+        assert_eq!(
+            bounded[&(r.partition, r.offset)],
+            r,
+            "a key reloaded from RocksDB scores as if it had stayed in memory"
+        );
+    }
+}

@@ -23,7 +23,7 @@ use super::output::DeadLetter;
 use super::Shared;
 use crate::codec::{Decoder, Encoder};
 use crate::engine::Engine;
-use crate::event::ScoreRecord;
+use crate::event::{Event, ScoreRecord};
 use crate::state::{Checkpoint, Store};
 use crate::telemetry as t;
 
@@ -125,7 +125,8 @@ impl PartitionTask {
             shared,
         } = self;
         let store: &Store = &shared.store;
-        let mut engine = Engine::with_rules(shared.spec.clone(), &shared.rules, &topic);
+        let mut engine = Engine::with_rules(shared.spec.clone(), &shared.rules, &topic)
+            .with_capacity(shared.config.cache_size);
         let started = Instant::now();
         let next_offset = match restore(store, &topic, partition, &mut engine) {
             Ok(o) => o,
@@ -193,14 +194,33 @@ fn restore(
     partition: i32,
     engine: &mut Engine,
 ) -> Result<Option<i64>, crate::state::StoreError> {
-    for (key, bytes) in store.load_partition(topic, partition)? {
-        if let Err(e) = engine.restore(key, &bytes) {
-            // A corrupt entry only costs that key its history.
-            warn!(%e, topic, partition, "Dropping unreadable key state.");
-            counter!(t::ERRORS, "error_type" => "corrupt_state", "stage" => "restore").increment(1);
+    // Up to the key capacity; the rest load on demand when their keys show up.
+    let more = store.scan_partition(topic, partition, |key, bytes| {
+        if engine.is_full() {
+            return false;
         }
+        restore_key(engine, topic, partition, key.to_vec(), bytes, "restore");
+        true
+    })?;
+    if more {
+        engine.set_spilled();
     }
     store.next_offset(topic, partition)
+}
+
+fn restore_key(
+    engine: &mut Engine,
+    topic: &str,
+    partition: i32,
+    key: Vec<u8>,
+    bytes: &[u8],
+    stage: &'static str,
+) {
+    if let Err(e) = engine.restore(key, bytes) {
+        // A corrupt entry only costs that key its history.
+        warn!(%e, topic, partition, "Dropping unreadable key state.");
+        counter!(t::ERRORS, "error_type" => "corrupt_state", "stage" => stage).increment(1);
+    }
 }
 
 impl Worker {
@@ -255,7 +275,13 @@ impl Worker {
             return Ok(());
         }
         self.m.records_in.increment(1);
-        match self.score(&r) {
+        let decoded = self.decode(&r);
+        if let Ok((key, _)) = &decoded {
+            if self.engine.needs_load(key) {
+                self.load_key(key)?;
+            }
+        }
+        match decoded.and_then(|(key, event)| self.score(&r, key, event)) {
             Ok(Some((key, payload, anomaly))) => {
                 if anomaly {
                     // Rare, so the labelled handle is looked up per anomaly.
@@ -301,22 +327,19 @@ impl Worker {
         self.reap(false).await
     }
 
-    /// Decodes and scores; `Ok(None)` when anomalies-only filters the record out.
-    #[allow(clippy::type_complexity)]
-    fn score(
-        &mut self,
-        r: &Record,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>, bool)>, (&'static str, String)> {
+    /// Decodes a record and finds its entity key.
+    fn decode(&self, r: &Record) -> Result<(Vec<u8>, Event), (&'static str, String)> {
         let payload = r.payload.as_deref().unwrap_or_default();
-        let event = self
+        let mut event = self
             .decoder
             .decode(payload)
             .map_err(|e| (e.error_type(), e.to_string()))?;
         let config = &self.shared.config;
+        let field_key = event.key.take().map(String::into_bytes);
         let key: Vec<u8> = if config.key_field.is_some() {
-            event.key.map(String::into_bytes)
+            field_key
         } else {
-            r.key.clone().or(event.key.map(String::into_bytes))
+            r.key.clone().or(field_key)
         }
         .filter(|k| !k.is_empty())
         .ok_or_else(|| {
@@ -326,6 +349,18 @@ impl Worker {
                 format!("record has no entity key (no Kafka key and no `{field}` field)"),
             )
         })?;
+        Ok((key, event))
+    }
+
+    /// Scores a decoded record; `Ok(None)` when anomalies-only filters it out.
+    #[allow(clippy::type_complexity)]
+    fn score(
+        &mut self,
+        r: &Record,
+        key: Vec<u8>,
+        event: Event,
+    ) -> Result<Option<(Vec<u8>, Vec<u8>, bool)>, (&'static str, String)> {
+        let config = &self.shared.config;
         let score = self
             .engine
             .score(&key, &event.features)
@@ -410,6 +445,37 @@ impl Worker {
         self.since_checkpoint = 0;
         self.shared
             .commit(&self.topic, self.partition, self.next_offset);
+        // Every state is durable now: drop the coldest keys beyond `cache_size`.
+        let evicted = self.engine.evict_cold();
+        if evicted > 0 {
+            counter!(t::KEYS_EVICTED, "topic" => self.topic.clone(), "partition" => self.partition.to_string()).increment(evicted as u64);
+            self.m.keys.set(self.engine.len() as f64);
+        }
+        Ok(())
+    }
+
+    /// Brings an evicted key's state back from the store before its record
+    /// is scored. A store error is not the record's fault: it stops the
+    /// pipeline like a failed checkpoint (the restart replays from the last one).
+    fn load_key(&mut self, key: &[u8]) -> Result<(), TaskError> {
+        let bytes = self
+            .shared
+            .store
+            .load_key(&self.topic, self.partition, key)
+            .inspect_err(|_| {
+                counter!(t::ERRORS, "error_type" => "store", "stage" => "load").increment(1);
+            })?;
+        if let Some(bytes) = bytes {
+            counter!(t::KEYS_LOADED, "topic" => self.topic.clone(), "partition" => self.partition.to_string()).increment(1);
+            restore_key(
+                &mut self.engine,
+                &self.topic,
+                self.partition,
+                key.to_vec(),
+                &bytes,
+                "load",
+            );
+        }
         Ok(())
     }
 }

@@ -132,8 +132,24 @@ impl Store {
 
     /// Every stored key state of a partition.
     pub fn load_partition(&self, topic: &str, partition: i32) -> Result<KeyStates, StoreError> {
-        let prefix = state_prefix(topic, partition);
         let mut out = Vec::new();
+        self.scan_partition(topic, partition, |k, v| {
+            out.push((k.to_vec(), v.to_vec()));
+            true
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f(entity key, state)` for the stored key states of a partition,
+    /// in key order, while it returns true; returns whether the scan stopped
+    /// early (more states remain).
+    pub fn scan_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        mut f: impl FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<bool, StoreError> {
+        let prefix = state_prefix(topic, partition);
         for item in self
             .db
             .iterator(IteratorMode::From(&prefix, Direction::Forward))
@@ -142,9 +158,23 @@ impl Store {
             let Some(entity) = k.strip_prefix(prefix.as_slice()) else {
                 break;
             };
-            out.push((entity.to_vec(), v.to_vec()));
+            if !f(entity, &v) {
+                return Ok(true);
+            }
         }
-        Ok(out)
+        Ok(false)
+    }
+
+    /// One key's stored state, if any.
+    pub fn load_key(
+        &self,
+        topic: &str,
+        partition: i32,
+        entity: &[u8],
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut key = state_prefix(topic, partition);
+        key.extend_from_slice(entity);
+        self.db.get(key).map_err(|e| self.err(e))
     }
 
     /// Writes a checkpoint atomically and durably; returns the bytes written.
@@ -254,5 +284,17 @@ mod tests {
         );
         assert_eq!(store.load_partition("t", 1).unwrap().len(), 1);
         assert!(store.load_partition("u", 0).unwrap().is_empty());
+        assert_eq!(store.load_key("t", 0, b"b").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(store.load_key("t", 1, b"b").unwrap(), None);
+        let mut seen = Vec::new();
+        let more = store
+            .scan_partition("t", 0, |k, _| {
+                seen.push(k.to_vec());
+                false
+            })
+            .unwrap();
+        assert!(more, "the scan stopped after the first of two states");
+        assert_eq!(seen, vec![b"a".to_vec()]);
+        assert!(!store.scan_partition("t", 1, |_, _| true).unwrap());
     }
 }
