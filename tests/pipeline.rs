@@ -464,6 +464,8 @@ fn configuration_errors_name_the_key_and_exit_2() {
     for (var, value) in [
         ("PYNOMALY_DEFAULT_CONTAMINATION", "2"),
         ("PYNOMALY_DEFAULT_ALGORITHM", "magic"),
+        ("PYNOMALY_MULTIVARIATE_ALGORITHM", "magic"),
+        ("PYNOMALY_MULTIVARIATE_MIN_FEATURES", "1"),
         ("PYNOMALY_BATCH_SIZE", "many"),
         ("PYNOMALY_ENV", "prod-ish"),
         ("PYNOMALY_ADMIN_PORT", "99999"),
