@@ -67,6 +67,9 @@ fn scores_every_offset_once_and_catches_injected_anomalies() {
             "offset scored twice: {r:?}"
         );
         assert!((0.0..=1.0).contains(&r.score));
+        // Two features (cpu, latency_ms): below multivariate_min_features,
+        // so the keys keep default_algorithm.
+        assert_eq!(r.detector, "seasonal", "{r:?}");
     }
     assert_eq!(
         seen.len(),
