@@ -3,11 +3,19 @@
 //!
 //! ```text
 //! CARGO_TARGET_DIR=/var/tmp/pynomaly-target \
-//!   cargo run --release --example eval_odds -- ../shared/odds [hst,rcf,loda]
+//!   cargo run --release --example eval_odds -- ../shared/odds [default,hst,rcf,loda]
 //! ```
 //! Each file is streamed in order through one fresh [`KeyedDetector`] (the
 //! service's code path: model, calibrator, explanation) with the algorithm's
-//! default parameters; every row is scored *before* it is learned. AUC is the
+//! default parameters; every row is scored *before* it is learned.
+//!
+//! `default` (the first column when no list is given) is the *default
+//! multivariate configuration*: the detector `config/default.toml` gives a key
+//! with the file's feature count (`Config::defaults().detector_spec()`, then
+//! `KeyedDetector::new` resolves `multivariate_algorithm` /
+//! `default_algorithm` by feature count), seeded as `pynomaly score` seeds a
+//! CSV without a key column, so its AUC is that of `pynomaly score FILE`'s
+//! `raw_score`. The detector it picked is printed beside it. AUC is the
 //! Mann–Whitney statistic of the raw scores (ties count one half); rows/s
 //! times only the updates, on one thread. Prints a markdown table beside
 //! River's numbers from `odds/README.md`.
@@ -19,9 +27,10 @@
 
 use std::time::Instant;
 
+use pynomaly_detection::config::Config;
 use pynomaly_detection::detect::hst::{HalfSpaceTrees, HstParams};
 use pynomaly_detection::detect::{
-    Algorithm, DetectorSpec, FeatureExplanation, KeyedDetector, OnlineDetector, Score,
+    seed_for_key, Algorithm, DetectorSpec, FeatureExplanation, KeyedDetector, OnlineDetector, Score,
 };
 
 /// River 0.26.1 `MinMaxScaler | HalfSpaceTrees(seed=42)` from `odds/README.md`:
@@ -82,16 +91,20 @@ fn load(path: &std::path::Path) -> Result<(Vec<Vec<f64>>, Vec<bool>)> {
     Ok((rows, labels))
 }
 
-/// What to evaluate: an algorithm through the service path, or a bare HST
-/// of a given shape.
+/// What to evaluate: the default configuration, an algorithm through the
+/// service path, or a bare HST of a given shape.
 #[derive(Clone, Copy)]
 enum Candidate {
+    Default,
     Keyed(Algorithm),
     Hst(HstParams),
 }
 
 impl Candidate {
     fn parse(s: &str) -> std::result::Result<Candidate, String> {
+        if s == "default" {
+            return Ok(Candidate::Default);
+        }
         if let Some(shape) = s.strip_prefix("hst:") {
             let nums: Vec<u32> = shape
                 .split('x')
@@ -113,6 +126,7 @@ impl Candidate {
 
     fn label(self) -> String {
         match self {
+            Candidate::Default => "default".to_string(),
             Candidate::Keyed(a) => a.to_string(),
             Candidate::Hst(p) => format!(
                 "hst {}x{} w{} r{} (model)",
@@ -121,19 +135,35 @@ impl Candidate {
         }
     }
 
-    /// Raw scores of every row (prequential) and the seconds spent updating.
-    fn run(self, rows: &[Vec<f64>]) -> (Vec<f64>, f64) {
+    /// Raw scores of every row (prequential), the seconds spent updating and
+    /// the detector's name.
+    fn run(self, rows: &[Vec<f64>]) -> (Vec<f64>, f64, &'static str) {
         let d = rows.first().map_or(0, Vec::len);
         let mut scores = Vec::with_capacity(rows.len());
         let start;
+        let mut name = "hst";
         match self {
-            Candidate::Keyed(algorithm) => {
-                let spec = DetectorSpec {
-                    algorithm,
-                    warmup: 0,
-                    ..DetectorSpec::default()
+            Candidate::Default | Candidate::Keyed(_) => {
+                let (spec, seed) = match self {
+                    Candidate::Keyed(algorithm) => (
+                        DetectorSpec {
+                            algorithm,
+                            warmup: 0,
+                            ..DetectorSpec::default()
+                        },
+                        42,
+                    ),
+                    _ => {
+                        // Exactly what the service and `pynomaly score` build.
+                        let spec = Config::defaults()
+                            .detector_spec()
+                            .expect("the embedded defaults are valid");
+                        let seed = seed_for_key(spec.seed, b"");
+                        (spec, seed)
+                    }
                 };
-                let mut det = KeyedDetector::new(&spec, 42, d);
+                let mut det = KeyedDetector::new(&spec, seed, d);
+                name = det.name();
                 let mut out = Score::empty(d);
                 start = Instant::now();
                 for r in rows {
@@ -150,7 +180,7 @@ impl Candidate {
                 }
             }
         }
-        (scores, start.elapsed().as_secs_f64())
+        (scores, start.elapsed().as_secs_f64(), name)
     }
 }
 
@@ -165,23 +195,30 @@ fn main() -> Result<()> {
             .split(',')
             .map(Candidate::parse)
             .collect::<std::result::Result<_, _>>()?,
-        None => [Algorithm::Hst, Algorithm::Rcf, Algorithm::Loda]
-            .map(Candidate::Keyed)
-            .to_vec(),
+        None => [Candidate::Default]
+            .into_iter()
+            .chain([Algorithm::Hst, Algorithm::Rcf, Algorithm::Loda].map(Candidate::Keyed))
+            .collect(),
     };
     let mut files: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "csv"))
         .collect();
     files.sort();
-    print!("| file | rows | River AUC | River rows/s |");
+    print!("| file | rows | features | River AUC | River rows/s |");
     for a in &algos {
+        if let Candidate::Default = a {
+            print!(" default detector |");
+        }
         let a = a.label();
         print!(" {a} AUC | {a} rows/s |");
     }
     println!();
-    print!("|---|---|---|---|");
-    for _ in &algos {
+    print!("|---|---|---|---|---|");
+    for a in &algos {
+        if let Candidate::Default = a {
+            print!("---|");
+        }
         print!("---|---|");
     }
     println!();
@@ -193,13 +230,20 @@ fn main() -> Result<()> {
             .to_string();
         let (rows, labels) = load(&path)?;
         let river = RIVER.iter().find(|r| r.0 == stem);
-        print!("| {stem} | {} |", rows.len());
+        print!(
+            "| {stem} | {} | {} |",
+            rows.len(),
+            rows.first().map_or(0, Vec::len)
+        );
         match river {
             Some((_, a, r)) => print!(" {a:.3} | {:.1}k |", r / 1e3),
             None => print!(" – | – |"),
         }
         for &candidate in &algos {
-            let (scores, secs) = candidate.run(&rows);
+            let (scores, secs, name) = candidate.run(&rows);
+            if let Candidate::Default = candidate {
+                print!(" {name} |");
+            }
             let a = auc(&scores, &labels);
             let rate = rows.len() as f64 / secs;
             let mark = match river {

@@ -21,7 +21,7 @@ use figment::providers::{Env, Format as _, Serialized, Toml, Yaml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::detect::{Algorithm, Contamination, DetectorSpec, ThresholdMode};
+use crate::detect::{Algorithm, Contamination, DetectorSpec, MultivariateRule, ThresholdMode};
 
 /// The reference configuration with every default, embedded at build time.
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
@@ -98,16 +98,25 @@ pub struct Config {
     pub memory_limit_gb: f64,
 
     // --- Detection settings ---
-    /// Detector for every key: `ewma`, `mad`, `gaussian`, `seasonal`, `cusum`,
-    /// `ensemble`, `auto` or a multivariate one (docs/detectors.md).
+    /// Detector for keys with fewer than `multivariate_min_features` features
+    /// (every key when that is 0): `ewma`, `mad`, `gaussian`, `seasonal`,
+    /// `cusum`, `ensemble`, `auto` or a multivariate one (docs/detectors.md).
     pub default_algorithm: String,
+    /// Detector for keys whose records have at least
+    /// `multivariate_min_features` features (docs/multivariate.md).
+    pub multivariate_algorithm: String,
+    /// Feature count from which a key gets `multivariate_algorithm`; 0 turns
+    /// the rule off (every key gets `default_algorithm`); 1 is rejected.
+    pub multivariate_min_features: u32,
     /// Expected share of anomalies; sets each key's threshold.
     pub default_contamination: f64,
     /// Per-key model selection from warm-up data (Mass-Volume criterion);
-    /// takes precedence over `default_algorithm` and `enable_ensemble`.
+    /// takes precedence over `default_algorithm` and `enable_ensemble`
+    /// (for keys below `multivariate_min_features`).
     pub enable_automl: bool,
     /// Combine the calibrated scores of the cheap univariate detectors (plus
-    /// `default_algorithm` when it is another one).
+    /// `default_algorithm` when it is another one), for keys below
+    /// `multivariate_min_features`.
     pub enable_ensemble: bool,
     /// How thresholds are set: `quantile` (empirical 1 - contamination
     /// quantile, P²) or `spot` (extreme-value theory, SPOT).
@@ -240,6 +249,8 @@ const KEYS: &[&str] = &[
     "workers",
     "memory_limit_gb",
     "default_algorithm",
+    "multivariate_algorithm",
+    "multivariate_min_features",
     "default_contamination",
     "enable_automl",
     "enable_ensemble",
@@ -456,13 +467,32 @@ impl Config {
             .default_algorithm
             .parse()
             .map_err(|m| ConfigError::new("default_algorithm", m))?;
+        let multivariate_algorithm: Algorithm = self
+            .multivariate_algorithm
+            .parse()
+            .map_err(|m| ConfigError::new("multivariate_algorithm", m))?;
+        let multivariate = match self.multivariate_min_features {
+            0 => None,
+            1 => {
+                return Err(ConfigError::new(
+                    "multivariate_min_features",
+                    "1 would make every key multivariate, leaving `default_algorithm` unused; \
+                     use 0 (rule off: every key gets `default_algorithm`) or 2 or more",
+                ))
+            }
+            n => Some(MultivariateRule {
+                algorithm: multivariate_algorithm,
+                min_features: n,
+            }),
+        };
         let contamination = Contamination::try_from(self.default_contamination)
             .map_err(|m| ConfigError::new("default_contamination", m))?;
         let threshold: ThresholdMode = self
             .threshold
             .parse()
             .map_err(|m| ConfigError::new("threshold", m))?;
-        // AutoML and ensembles add `default_algorithm` to their own candidates.
+        // AutoML and ensembles add `default_algorithm` to their own candidates;
+        // wide keys get the multivariate rule's algorithm either way.
         let algorithm = if self.enable_automl {
             Algorithm::Auto
         } else if self.enable_ensemble {
@@ -477,6 +507,7 @@ impl Config {
             suppression: self.suppression,
             seed: self.seed,
             threshold,
+            multivariate,
         })
     }
 
@@ -507,9 +538,11 @@ impl Config {
                 }
                 let mut spec = base.clone();
                 if let Some(a) = &o.algorithm {
+                    // The rule's algorithm, whatever the key's feature count.
                     spec.algorithm = a
                         .parse()
                         .map_err(|m| ConfigError::new(&field("algorithm"), m))?;
+                    spec.multivariate = None;
                 }
                 if let Some(c) = o.contamination {
                     spec.contamination = Contamination::try_from(c)
@@ -610,6 +643,60 @@ mod tests {
     }
 
     #[test]
+    fn wide_keys_get_the_multivariate_algorithm_by_default() {
+        let c = Config::defaults();
+        assert_eq!(c.default_algorithm, "seasonal");
+        assert_eq!(c.multivariate_algorithm, "loda");
+        assert_eq!(c.multivariate_min_features, 3);
+        let spec = c.detector_spec().unwrap();
+        assert_eq!(spec.algorithm_for(1), Algorithm::Seasonal);
+        assert_eq!(spec.algorithm_for(2), Algorithm::Seasonal);
+        assert_eq!(spec.algorithm_for(3), Algorithm::Loda);
+        assert_eq!(spec.algorithm_for(40), Algorithm::Loda);
+    }
+
+    #[test]
+    fn multivariate_keys_are_set_by_environment_and_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "multivariate_algorithm = \"hst\"\n")?;
+            jail.set_env("PYNOMALY_MULTIVARIATE_MIN_FEATURES", "5");
+            let c = Config::load(Some(Path::new("c.toml"))).unwrap().config;
+            assert_eq!(c.multivariate_min_features, 5);
+            let spec = c.detector_spec().unwrap();
+            assert_eq!(spec.algorithm_for(4), Algorithm::Seasonal);
+            assert_eq!(spec.algorithm_for(5), Algorithm::Hst);
+            jail.set_env("PYNOMALY_MULTIVARIATE_ALGORITHM", "rcf");
+            let spec = Config::load(Some(Path::new("c.toml")))
+                .unwrap()
+                .config
+                .detector_spec()
+                .unwrap();
+            assert_eq!(spec.algorithm_for(5), Algorithm::Rcf);
+            // 0 turns the rule off: every key gets `default_algorithm`.
+            jail.set_env("PYNOMALY_MULTIVARIATE_MIN_FEATURES", "0");
+            let spec = Config::load(None).unwrap().config.detector_spec().unwrap();
+            assert_eq!(spec.multivariate, None);
+            assert_eq!(spec.algorithm_for(100), Algorithm::Seasonal);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn ensemble_and_automl_apply_below_the_multivariate_threshold() {
+        Jail::expect_with(|jail| {
+            jail.set_env("PYNOMALY_ENABLE_ENSEMBLE", "true");
+            let spec = Config::load(None).unwrap().config.detector_spec().unwrap();
+            assert_eq!(spec.algorithm_for(2), Algorithm::Ensemble);
+            assert_eq!(spec.algorithm_for(3), Algorithm::Loda);
+            jail.set_env("PYNOMALY_ENABLE_AUTOML", "true");
+            let spec = Config::load(None).unwrap().config.detector_spec().unwrap();
+            assert_eq!(spec.algorithm_for(2), Algorithm::Auto);
+            assert_eq!(spec.algorithm_for(3), Algorithm::Loda);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn environment_overrides_file_and_passes_kafka_properties() {
         Jail::expect_with(|jail| {
             jail.create_file("c.toml", "output_topic = \"from-file\"\nbatch_size = 7\n")?;
@@ -645,6 +732,21 @@ mod tests {
                 "magic",
                 "PYNOMALY_DEFAULT_ALGORITHM",
             ),
+            (
+                "PYNOMALY_MULTIVARIATE_ALGORITHM",
+                "magic",
+                "PYNOMALY_MULTIVARIATE_ALGORITHM",
+            ),
+            (
+                "PYNOMALY_MULTIVARIATE_MIN_FEATURES",
+                "1",
+                "PYNOMALY_MULTIVARIATE_MIN_FEATURES",
+            ),
+            (
+                "PYNOMALY_MULTIVARIATE_MIN_FEATURES",
+                "-3",
+                "PYNOMALY_MULTIVARIATE_MIN_FEATURES",
+            ),
             ("PYNOMALY_BATCH_SIZE", "lots", "PYNOMALY_BATCH_SIZE"),
             ("PYNOMALY_LOG_LEVEL", "LOUD", "PYNOMALY_LOG_LEVEL"),
             ("PYNOMALY_ENV", "prod-ish", "PYNOMALY_ENV"),
@@ -673,6 +775,19 @@ mod tests {
             let c = Config::load(Some(Path::new("ok.toml"))).unwrap().config;
             let rules = c.detector_rules().unwrap();
             assert_eq!(rules[0].spec.algorithm.name(), "loda");
+            jail.create_file(
+                "wide.toml",
+                "[[overrides]]\nkey_pattern = \"host-*\"\nalgorithm = \"mad\"\n\
+                 [[overrides]]\nkey_pattern = \"card-*\"\ncontamination = 0.01\n",
+            )?;
+            let c = Config::load(Some(Path::new("wide.toml"))).unwrap().config;
+            let rules = c.detector_rules().unwrap();
+            // An override's algorithm holds whatever the feature count…
+            assert_eq!(rules[0].spec.algorithm_for(1), Algorithm::Mad);
+            assert_eq!(rules[0].spec.algorithm_for(10), Algorithm::Mad);
+            // …and one without an algorithm inherits the multivariate rule.
+            assert_eq!(rules[1].spec.algorithm_for(2), Algorithm::Seasonal);
+            assert_eq!(rules[1].spec.algorithm_for(10), Algorithm::Loda);
             jail.create_file(
                 "bad.toml",
                 "[[overrides]]\nkey_pattern = \"x*\"\nalgorithm = \"magic\"\n",

@@ -365,6 +365,55 @@ mod tests {
     }
 
     #[test]
+    fn wide_keys_get_the_multivariate_rule_unless_an_override_names_an_algorithm() {
+        use crate::detect::{Algorithm, MultivariateRule};
+        let base = DetectorSpec {
+            algorithm: Algorithm::Seasonal,
+            multivariate: Some(MultivariateRule {
+                algorithm: Algorithm::Loda,
+                min_features: 3,
+            }),
+            ..DetectorSpec::default()
+        };
+        let rules = vec![
+            DetectorRule {
+                topic: None,
+                key_pattern: Some("mad-*".into()),
+                spec: DetectorSpec {
+                    algorithm: Algorithm::Mad,
+                    multivariate: None,
+                    ..base.clone()
+                },
+            },
+            DetectorRule {
+                topic: None,
+                key_pattern: Some("quiet-*".into()),
+                spec: DetectorSpec {
+                    warmup: 100,
+                    ..base.clone()
+                },
+            },
+        ];
+        let wide = |n: usize| -> Vec<(String, f64)> {
+            (0..n).map(|i| (format!("f{i}"), i as f64)).collect()
+        };
+        let mut e = Engine::with_rules(base, &rules, "events");
+        for (key, n, want) in [
+            ("host-1", 1, "seasonal"),
+            ("host-2", 2, "seasonal"),
+            ("host-3", 3, "loda"),
+            ("host-4", 12, "loda"),
+            ("mad-1", 1, "mad"),
+            ("mad-2", 12, "mad"),
+            ("quiet-1", 2, "seasonal"),
+            ("quiet-2", 3, "loda"),
+        ] {
+            e.score(key.as_bytes(), &wide(n)).unwrap();
+            assert_eq!(e.detector_name(), want, "{key} with {n} features");
+        }
+    }
+
+    #[test]
     fn checkpoint_and_restore_continue_identically() {
         let mut a = Engine::new(DetectorSpec::default());
         for i in 0..100 {

@@ -178,6 +178,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     info!(
         env = ?config.env,
         algorithm = config.default_algorithm,
+        multivariate_algorithm = config.multivariate_algorithm,
+        multivariate_min_features = config.multivariate_min_features,
         input = ?config.input_topics,
         output = config.output_topic,
         data_dir = %config.data_dir.display(),

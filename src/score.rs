@@ -47,8 +47,11 @@ pub struct ScoreArgs {
     /// Output file, same format as the input; `-` writes stdout.
     #[arg(short, long, default_value = "-")]
     pub output: String,
-    /// Detector to run (overrides `default_algorithm`, `enable_ensemble` and
-    /// `enable_automl`): ewma, mad, gaussian, seasonal, cusum, ensemble, auto, …
+    /// Detector to run for every key (overrides `default_algorithm`,
+    /// `multivariate_algorithm`, `enable_ensemble` and `enable_automl`): ewma,
+    /// mad, gaussian, seasonal, cusum, ensemble, auto, hst, rcf, loda, …
+    /// Without it, keys with at least `multivariate_min_features` features get
+    /// `multivariate_algorithm`, the others `default_algorithm`.
     #[arg(long)]
     pub algorithm: Option<String>,
     /// Column (CSV) or field (JSONL) holding the entity key; default: one key
@@ -87,6 +90,7 @@ pub fn run(args: ScoreArgs, config: &Config) -> anyhow::Result<()> {
         spec.algorithm = name
             .parse::<Algorithm>()
             .map_err(|m| anyhow::anyhow!("--algorithm: {m}"))?;
+        spec.multivariate = None;
     }
     let mut engine = Engine::new(spec);
 

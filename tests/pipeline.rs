@@ -67,6 +67,9 @@ fn scores_every_offset_once_and_catches_injected_anomalies() {
             "offset scored twice: {r:?}"
         );
         assert!((0.0..=1.0).contains(&r.score));
+        // Two features (cpu, latency_ms): below multivariate_min_features,
+        // so the keys keep default_algorithm.
+        assert_eq!(r.detector, "seasonal", "{r:?}");
     }
     assert_eq!(
         seen.len(),
@@ -464,6 +467,8 @@ fn configuration_errors_name_the_key_and_exit_2() {
     for (var, value) in [
         ("PYNOMALY_DEFAULT_CONTAMINATION", "2"),
         ("PYNOMALY_DEFAULT_ALGORITHM", "magic"),
+        ("PYNOMALY_MULTIVARIATE_ALGORITHM", "magic"),
+        ("PYNOMALY_MULTIVARIATE_MIN_FEATURES", "1"),
         ("PYNOMALY_BATCH_SIZE", "many"),
         ("PYNOMALY_ENV", "prod-ish"),
         ("PYNOMALY_ADMIN_PORT", "99999"),

@@ -4,11 +4,21 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 fn pynomaly(args: &[&str], stdin: &str) -> Output {
+    pynomaly_with(args, &[], stdin)
+}
+
+fn pynomaly_with(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pynomaly"))
         .args(args)
         // Keep the test independent of the caller's environment.
         .env_remove("PYNOMALY_CONFIG")
+        .env_remove("PYNOMALY_DEFAULT_ALGORITHM")
+        .env_remove("PYNOMALY_MULTIVARIATE_ALGORITHM")
+        .env_remove("PYNOMALY_MULTIVARIATE_MIN_FEATURES")
+        .env_remove("PYNOMALY_ENABLE_ENSEMBLE")
+        .env_remove("PYNOMALY_ENABLE_AUTOML")
         .env("PYNOMALY_WARMUP", "10")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -127,4 +137,117 @@ fn same_input_gives_the_same_scores() {
     let b = pynomaly(&["score", "-"], &input);
     assert!(a.status.success());
     assert_eq!(a.stdout, b.stdout);
+}
+
+/// `n` rows of `width` features that move together (a shared level plus a
+/// little per-feature wobble); row `spike_at` breaks the joint pattern.
+fn wide_csv(n: usize, width: usize, spike_at: usize) -> String {
+    let names: Vec<String> = (0..width).map(|j| format!("m{j}")).collect();
+    let mut s = format!("timestamp,{}\n", names.join(","));
+    for i in 0..n {
+        let level = (i % 7) as f64;
+        let row: Vec<String> = (0..width)
+            .map(|j| {
+                let v = level + 0.1 * ((i * (j + 3)) % 5) as f64;
+                let v = if i == spike_at && j == 0 { v + 40.0 } else { v };
+                format!("{v}")
+            })
+            .collect();
+        s.push_str(&format!("{i},{}\n", row.join(",")));
+    }
+    s
+}
+
+fn detector_of(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary = stderr
+        .lines()
+        .find(|l| l.starts_with("scored "))
+        .unwrap_or_else(|| panic!("no summary line: {stderr}"));
+    let after = summary.split(" with ").nth(1).expect("`with <detector>`");
+    after.split(':').next().unwrap().to_string()
+}
+
+#[test]
+fn wide_csv_is_scored_by_the_multivariate_algorithm_by_default() {
+    let input = wide_csv(400, 4, 350);
+    let out = pynomaly(&["score", "-"], &input);
+    assert_eq!(detector_of(&out), "loda");
+    // The joint outlier stands out among the scored rows.
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 400);
+    let raw = |r: &Vec<&str>| r[6].parse::<f64>().unwrap();
+    let top = rows[20..]
+        .iter()
+        .enumerate()
+        .max_by(|a, b| raw(a.1).total_cmp(&raw(b.1)))
+        .map(|(i, _)| i + 20)
+        .unwrap();
+    assert_eq!(top, 350, "the spike has the highest raw score");
+    // Three features is the threshold; two stay with `default_algorithm`.
+    assert_eq!(
+        detector_of(&pynomaly(&["score", "-"], &wide_csv(50, 3, 0))),
+        "loda"
+    );
+    assert_eq!(
+        detector_of(&pynomaly(&["score", "-"], &wide_csv(50, 2, 0))),
+        "seasonal"
+    );
+    assert_eq!(
+        detector_of(&pynomaly(&["score", "-"], &series_csv(50, 0))),
+        "seasonal"
+    );
+}
+
+#[test]
+fn algorithm_flag_and_configuration_change_the_wide_detector() {
+    let input = wide_csv(60, 4, 50);
+    assert_eq!(
+        detector_of(&pynomaly(&["score", "-", "--algorithm", "ewma"], &input)),
+        "ewma"
+    );
+    assert_eq!(
+        detector_of(&pynomaly_with(
+            &["score", "-"],
+            &[("PYNOMALY_MULTIVARIATE_ALGORITHM", "hst")],
+            &input
+        )),
+        "hst"
+    );
+    assert_eq!(
+        detector_of(&pynomaly_with(
+            &["score", "-"],
+            &[("PYNOMALY_MULTIVARIATE_MIN_FEATURES", "0")],
+            &input
+        )),
+        "seasonal"
+    );
+    assert_eq!(
+        detector_of(&pynomaly_with(
+            &["score", "-"],
+            &[("PYNOMALY_MULTIVARIATE_MIN_FEATURES", "5")],
+            &input
+        )),
+        "seasonal"
+    );
+}
+
+#[test]
+fn invalid_multivariate_settings_exit_2_naming_the_key() {
+    for (var, value) in [
+        ("PYNOMALY_MULTIVARIATE_ALGORITHM", "magic"),
+        ("PYNOMALY_MULTIVARIATE_MIN_FEATURES", "1"),
+        ("PYNOMALY_MULTIVARIATE_MIN_FEATURES", "many"),
+    ] {
+        let out = pynomaly_with(&["score", "-"], &[(var, value)], "cpu\n1\n");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        assert!(stderr.contains(var), "{var}={value}: {stderr}");
+    }
 }

@@ -250,6 +250,44 @@ pub struct DetectorSpec {
     pub seed: u64,
     /// How the raw-score threshold is set.
     pub threshold: ThresholdMode,
+    /// Algorithm for wide keys (`multivariate_algorithm` when
+    /// `multivariate_min_features` > 0); `None`: every key runs `algorithm`.
+    /// Not part of any snapshot: a key keeps the algorithm it was created with.
+    #[serde(default)]
+    pub multivariate: Option<MultivariateRule>,
+}
+
+/// Keys whose records have at least `min_features` features run `algorithm`
+/// instead of [`DetectorSpec::algorithm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultivariateRule {
+    /// The detector for wide keys.
+    pub algorithm: Algorithm,
+    /// Feature count from which a key is wide (at least 2).
+    pub min_features: u32,
+}
+
+impl DetectorSpec {
+    /// The algorithm a key whose records have `n_features` features runs:
+    /// the multivariate rule's when `n_features >= min_features`, else
+    /// `algorithm`.
+    pub fn algorithm_for(&self, n_features: usize) -> Algorithm {
+        match self.multivariate {
+            Some(rule) if n_features >= rule.min_features as usize => rule.algorithm,
+            _ => self.algorithm,
+        }
+    }
+
+    /// This spec for a key of `n_features` features: `algorithm` set to
+    /// [`DetectorSpec::algorithm_for`] and the multivariate rule cleared, so
+    /// [`Model::new`] (and ensemble or AutoML members) build exactly that.
+    pub fn for_features(&self, n_features: usize) -> DetectorSpec {
+        DetectorSpec {
+            algorithm: self.algorithm_for(n_features),
+            multivariate: None,
+            ..self.clone()
+        }
+    }
 }
 
 impl Default for DetectorSpec {
@@ -261,6 +299,7 @@ impl Default for DetectorSpec {
             suppression: 0,
             seed: 0x5eed_0fa4_0a1e,
             threshold: ThresholdMode::Quantile,
+            multivariate: None,
         }
     }
 }
@@ -293,7 +332,8 @@ pub enum Model {
 }
 
 impl Model {
-    /// A fresh model of `spec.algorithm`.
+    /// A fresh model of `spec.algorithm`, taken as it is: the multivariate
+    /// rule is resolved by [`KeyedDetector::new`] (see [`DetectorSpec::for_features`]).
     pub fn new(spec: &DetectorSpec, seed: u64, n_features: usize) -> Model {
         match spec.algorithm {
             Algorithm::Ewma => {
@@ -328,7 +368,8 @@ impl Model {
     }
 
     /// The raw-score threshold that normal data exceeds with probability
-    /// `contamination`, from the algorithm's null model.
+    /// `contamination`, from the algorithm's null model (`spec.algorithm`,
+    /// as in [`Model::new`]).
     pub fn prior_threshold(spec: &DetectorSpec, n_features: usize) -> f64 {
         let c = spec.contamination.get();
         match spec.algorithm {
@@ -397,8 +438,10 @@ pub struct KeyedDetector {
 }
 
 impl KeyedDetector {
-    /// A fresh detector for a key whose points have `n_features` values.
+    /// A fresh detector for a key whose points have `n_features` values,
+    /// running [`DetectorSpec::algorithm_for`]`(n_features)`.
     pub fn new(spec: &DetectorSpec, seed: u64, n_features: usize) -> Self {
+        let spec = &spec.for_features(n_features);
         KeyedDetector {
             algorithm: spec.algorithm,
             model: Model::new(spec, seed, n_features),
@@ -553,6 +596,54 @@ mod tests {
             Err(StateError::Version(99))
         ));
         assert!(KeyedDetector::from_bytes(&[STATE_VERSION, 0xff]).is_err());
+    }
+
+    #[test]
+    fn narrow_keys_run_the_default_algorithm_and_wide_keys_the_multivariate_one() {
+        let spec = DetectorSpec {
+            algorithm: Algorithm::Seasonal,
+            multivariate: Some(MultivariateRule {
+                algorithm: Algorithm::Loda,
+                min_features: 3,
+            }),
+            ..DetectorSpec::default()
+        };
+        for (n, want) in [
+            (1, "seasonal"),
+            (2, "seasonal"),
+            (3, "loda"),
+            (4, "loda"),
+            (30, "loda"),
+        ] {
+            assert_eq!(spec.algorithm_for(n).name(), want, "{n} features");
+            let d = KeyedDetector::new(&spec, 1, n);
+            assert_eq!(d.name(), want, "{n} features");
+            // The model behind the name is the same algorithm.
+            let fresh = KeyedDetector::new(&spec.for_features(n), 1, n);
+            assert_eq!(d, fresh);
+        }
+        // No rule (min_features = 0 in the configuration): every key the same.
+        let off = DetectorSpec {
+            multivariate: None,
+            ..spec.clone()
+        };
+        assert_eq!(KeyedDetector::new(&off, 1, 30).name(), "seasonal");
+    }
+
+    #[test]
+    fn ensembles_and_automl_apply_below_the_feature_threshold_only() {
+        for algorithm in [Algorithm::Ensemble, Algorithm::Auto] {
+            let spec = DetectorSpec {
+                algorithm,
+                multivariate: Some(MultivariateRule {
+                    algorithm: Algorithm::Loda,
+                    min_features: 3,
+                }),
+                ..DetectorSpec::default()
+            };
+            assert_eq!(KeyedDetector::new(&spec, 1, 2).name(), algorithm.name());
+            assert_eq!(KeyedDetector::new(&spec, 1, 3).name(), "loda");
+        }
     }
 
     #[test]

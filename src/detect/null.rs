@@ -1,8 +1,10 @@
 //! The null detector: every point scores 0 and nothing is ever flagged.
 //!
 //! NAB's "null" baseline, and the way to measure the pipeline with detection
-//! switched off (`PYNOMALY_DEFAULT_ALGORITHM=null`): records are still decoded,
-//! keyed, checkpointed and published, only the scoring work is skipped.
+//! switched off (`PYNOMALY_DEFAULT_ALGORITHM=null`, plus
+//! `PYNOMALY_MULTIVARIATE_ALGORITHM=null` or `PYNOMALY_MULTIVARIATE_MIN_FEATURES=0`
+//! when records have 3 or more features): records are still decoded, keyed,
+//! checkpointed and published, only the scoring work is skipped.
 
 use serde::{Deserialize, Serialize};
 
