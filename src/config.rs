@@ -493,12 +493,12 @@ impl Config {
             .map_err(|m| ConfigError::new("threshold", m))?;
         // AutoML and ensembles add `default_algorithm` to their own candidates;
         // wide keys get the multivariate rule's algorithm either way.
-        let algorithm = if self.enable_automl {
-            Algorithm::Auto
+        let (algorithm, member) = if self.enable_automl {
+            (Algorithm::Auto, Some(algorithm))
         } else if self.enable_ensemble {
-            Algorithm::Ensemble
+            (Algorithm::Ensemble, Some(algorithm))
         } else {
-            algorithm
+            (algorithm, None)
         };
         Ok(DetectorSpec {
             algorithm,
@@ -508,6 +508,7 @@ impl Config {
             seed: self.seed,
             threshold,
             multivariate,
+            member,
         })
     }
 
@@ -692,6 +693,11 @@ mod tests {
             let spec = Config::load(None).unwrap().config.detector_spec().unwrap();
             assert_eq!(spec.algorithm_for(2), Algorithm::Auto);
             assert_eq!(spec.algorithm_for(3), Algorithm::Loda);
+            // The configured default algorithm joins the candidates.
+            assert_eq!(spec.member, Some(Algorithm::Seasonal));
+            jail.set_env("PYNOMALY_DEFAULT_ALGORITHM", "mad");
+            let spec = Config::load(None).unwrap().config.detector_spec().unwrap();
+            assert_eq!(spec.extra_member(), Some(Algorithm::Mad));
             Ok(())
         });
     }

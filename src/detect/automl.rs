@@ -76,10 +76,8 @@ impl AutoMl {
     /// plain detector), deciding after `max(spec.warmup, MIN_SELECTION)` points.
     pub fn new(spec: &DetectorSpec, seed: u64, n_features: usize) -> Self {
         let mut algorithms = CANDIDATES.to_vec();
-        if !matches!(spec.algorithm, Algorithm::Ensemble | Algorithm::Auto)
-            && !algorithms.contains(&spec.algorithm)
-        {
-            algorithms.push(spec.algorithm);
+        if let Some(extra) = spec.extra_member().filter(|a| !algorithms.contains(a)) {
+            algorithms.push(extra);
         }
         let candidates = algorithms
             .iter()

@@ -74,10 +74,8 @@ impl Ensemble {
     /// or AutoML itself and not already a member.
     pub fn new(spec: &DetectorSpec, seed: u64, n_features: usize) -> Self {
         let mut algorithms = DEFAULT_MEMBERS.to_vec();
-        if !matches!(spec.algorithm, Algorithm::Ensemble | Algorithm::Auto)
-            && !algorithms.contains(&spec.algorithm)
-        {
-            algorithms.push(spec.algorithm);
+        if let Some(extra) = spec.extra_member().filter(|a| !algorithms.contains(a)) {
+            algorithms.push(extra);
         }
         Self::with_members(&algorithms, spec, seed, n_features)
     }
@@ -119,5 +117,35 @@ impl OnlineDetector for Ensemble {
         }
         let mean = sum / self.members.len().max(1) as f64;
         super::univariate::sanitize_raw(mean / (1.0 - mean).max(1e-12))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_default_algorithm_joins_the_fixed_members() {
+        let spec = |member| DetectorSpec {
+            algorithm: Algorithm::Ensemble,
+            member,
+            ..DetectorSpec::default()
+        };
+        let names = |s: &DetectorSpec| {
+            Ensemble::new(s, 1, 1)
+                .algorithms()
+                .map(Algorithm::name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&spec(Some(Algorithm::Mad))),
+            ["seasonal", "ewma", "mad"]
+        );
+        // Already a member, or no configured default: the fixed members only.
+        assert_eq!(
+            names(&spec(Some(Algorithm::Seasonal))),
+            ["seasonal", "ewma"]
+        );
+        assert_eq!(names(&spec(None)), ["seasonal", "ewma"]);
     }
 }

@@ -255,6 +255,10 @@ pub struct DetectorSpec {
     /// Not part of any snapshot: a key keeps the algorithm it was created with.
     #[serde(default)]
     pub multivariate: Option<MultivariateRule>,
+    /// With `algorithm` an ensemble or AutoML: the configured
+    /// `default_algorithm`, which joins their fixed members or candidates.
+    #[serde(default)]
+    pub member: Option<Algorithm>,
 }
 
 /// Keys whose records have at least `min_features` features run `algorithm`
@@ -276,6 +280,13 @@ impl DetectorSpec {
             Some(rule) if n_features >= rule.min_features as usize => rule.algorithm,
             _ => self.algorithm,
         }
+    }
+
+    /// The algorithm an ensemble or AutoML adds to its fixed members or
+    /// candidates, if any (never an ensemble or AutoML itself).
+    pub fn extra_member(&self) -> Option<Algorithm> {
+        Some(self.member.unwrap_or(self.algorithm))
+            .filter(|a| !matches!(a, Algorithm::Ensemble | Algorithm::Auto))
     }
 
     /// This spec for a key of `n_features` features: `algorithm` set to
@@ -300,6 +311,7 @@ impl Default for DetectorSpec {
             seed: 0x5eed_0fa4_0a1e,
             threshold: ThresholdMode::Quantile,
             multivariate: None,
+            member: None,
         }
     }
 }
