@@ -126,6 +126,11 @@ pub struct Config {
     /// Points after an alarm during which the same key raises no new alarm
     /// (its score is scaled below 0.5 meanwhile).
     pub suppression: u32,
+    /// Seconds of tolerance of the daily-recurrence rule: an exceedance at the
+    /// same time of day (± this) as an exceedance of the day before is a
+    /// scheduled pattern (cron job, backup, batch load) and raises no alarm.
+    /// 0 turns the rule off.
+    pub recurrence_tolerance_secs: u32,
     /// Seed mixed with each key's hash; change it to re-seed every detector.
     pub seed: u64,
     /// Per-topic / per-key-pattern detector settings (config file only);
@@ -257,6 +262,7 @@ const KEYS: &[&str] = &[
     "threshold",
     "warmup",
     "suppression",
+    "recurrence_tolerance_secs",
     "seed",
     "overrides",
     "batch_size",
@@ -505,6 +511,7 @@ impl Config {
             contamination,
             warmup: self.warmup,
             suppression: self.suppression,
+            recurrence_tolerance_secs: self.recurrence_tolerance_secs,
             seed: self.seed,
             threshold,
             multivariate,

@@ -190,6 +190,17 @@ impl Engine {
 
     /// Scores one point of `key`; `features` are `(name, value)` in a stable order.
     pub fn score(&mut self, key: &[u8], features: &[(String, f64)]) -> Result<Score, EngineError> {
+        self.score_at(key, features, None)
+    }
+
+    /// [`Engine::score`] for a point with event time `timestamp_ms` (epoch
+    /// milliseconds), used by the daily-recurrence rule.
+    pub fn score_at(
+        &mut self,
+        key: &[u8],
+        features: &[(String, f64)],
+        timestamp_ms: Option<i64>,
+    ) -> Result<Score, EngineError> {
         if features.is_empty() {
             return Err(EngineError::NoFeatures);
         }
@@ -218,7 +229,8 @@ impl Engine {
         }
         self.values.clear();
         self.values.extend(features.iter().map(|(_, v)| *v));
-        let score = detector.update(&self.values);
+        let mut score = Score::empty(self.values.len());
+        detector.update_at(&self.values, timestamp_ms, &mut score);
         self.last_detector = detector.name();
         if !self.dirty.contains(key) {
             self.dirty.insert(key.to_vec());

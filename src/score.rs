@@ -26,6 +26,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value};
 
+use crate::codec::json::{parse_timestamp, parse_timestamp_text};
 use crate::config::Config;
 use crate::detect::{Algorithm, Score};
 use crate::engine::Engine;
@@ -274,7 +275,8 @@ fn score_csv(
             continue;
         }
         let key = key_col.map_or("", |i| &record[i]);
-        match engine.score(key.as_bytes(), &values) {
+        let timestamp = ts_col.and_then(|i| parse_timestamp_text(&record[i]));
+        match engine.score_at(key.as_bytes(), &values, timestamp) {
             Ok(s) => {
                 if !keys.contains(key) {
                     keys.insert(key.to_string());
@@ -374,7 +376,8 @@ fn score_jsonl(
             report(line_no, &msg);
             continue;
         }
-        match engine.score(key.as_bytes(), &values) {
+        let timestamp = obj.get("timestamp").and_then(parse_timestamp);
+        match engine.score_at(key.as_bytes(), &values, timestamp) {
             Ok(s) => {
                 if !keys.contains(&key) {
                     keys.insert(key);

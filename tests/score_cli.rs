@@ -251,3 +251,52 @@ fn invalid_multivariate_settings_exit_2_naming_the_key() {
         assert!(stderr.contains(var), "{var}={value}: {stderr}");
     }
 }
+
+/// Rows (`timestamp` text, value) every 5 minutes over 6 days, with a job
+/// spike at about 03:20 every day from day 2 on (a few minutes early or late).
+fn daily_job_csv() -> (String, Vec<usize>) {
+    let mut s = String::from("timestamp,value\n");
+    let mut job_rows = Vec::new();
+    for i in 0..288 * 6 {
+        let (day, phase) = (i / 288, i % 288);
+        let job = day >= 2 && phase == 40 + (day % 3);
+        if job {
+            job_rows.push(i);
+        }
+        let v = 10.0 + ((i * 7919) % 13) as f64 * 0.1 + if job { 30.0 } else { 0.0 };
+        let minutes = i * 5;
+        s.push_str(&format!(
+            "2024-01-{:02} {:02}:{:02}:00,{v}\n",
+            1 + minutes / 1440,
+            minutes % 1440 / 60,
+            minutes % 60
+        ));
+    }
+    (s, job_rows)
+}
+
+#[test]
+fn a_job_at_the_same_time_every_day_alarms_on_its_first_day_only() {
+    let (input, job_rows) = daily_job_csv();
+    let flagged = |env: &[(&str, &str)]| -> Vec<bool> {
+        let out = pynomaly_with(&["score", "-", "-o", "-"], env, &input);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let rows: Vec<&str> = text.lines().skip(1).collect();
+        job_rows
+            .iter()
+            .map(|&i| rows[i].split(',').nth(4) == Some("true"))
+            .collect()
+    };
+    // The service default: the timestamp column drives the daily-recurrence rule.
+    assert_eq!(flagged(&[]), [true, false, false, false]);
+    assert_eq!(
+        flagged(&[("PYNOMALY_RECURRENCE_TOLERANCE_SECS", "0")]),
+        [true, true, true, true],
+        "with the rule off every day's job alarms"
+    );
+}

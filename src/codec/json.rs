@@ -100,12 +100,23 @@ pub fn parse_timestamp(v: &Value) -> Option<i64> {
         Value::Number(n) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
-        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|d| d.timestamp_millis())
-            .or_else(|| s.parse::<i64>().ok()),
+        Value::String(s) => parse_timestamp_text(s),
         _ => None,
     }
+}
+
+/// Epoch milliseconds from text: RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff]` (taken
+/// as UTC, as in CSV exports and NAB), or integer epoch milliseconds.
+pub fn parse_timestamp_text(s: &str) -> Option<i64> {
+    let s = s.trim();
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|d| d.timestamp_millis())
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+                .map(|d| d.and_utc().timestamp_millis())
+        })
+        .ok()
+        .or_else(|| s.parse::<i64>().ok())
 }
 
 /// Encodes a score record as one JSON object.
@@ -117,6 +128,20 @@ pub fn encode(record: &ScoreRecord) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_parse_from_the_usual_text_forms() {
+        let t = 1_392_388_200_000; // 2014-02-14 14:30:00 UTC
+        assert_eq!(parse_timestamp_text("2014-02-14T14:30:00Z"), Some(t));
+        assert_eq!(parse_timestamp_text("2014-02-14T15:30:00+01:00"), Some(t));
+        assert_eq!(parse_timestamp_text("2014-02-14 14:30:00"), Some(t));
+        assert_eq!(
+            parse_timestamp_text("2014-02-14 14:30:00.250"),
+            Some(t + 250)
+        );
+        assert_eq!(parse_timestamp_text(" 1392388200000 "), Some(t));
+        assert_eq!(parse_timestamp_text("yesterday"), None);
+    }
 
     fn dec(s: &str) -> Result<Event, DecodeError> {
         decode(s.as_bytes(), &FieldMap::default())

@@ -27,6 +27,7 @@ pub mod loda;
 pub mod mad;
 pub mod null;
 pub mod rcf;
+pub mod recurrence;
 pub mod rng;
 pub mod scaler;
 pub mod seasonal;
@@ -52,13 +53,15 @@ pub use loda::Loda;
 pub use mad::Mad;
 pub use null::NullDetector;
 pub use rcf::RandomCutForest;
+pub use recurrence::Recurrence;
 pub use rng::{seed_for_key, SplitMix64};
 pub use seasonal::Seasonal;
 pub use univariate::{PerFeature, Univariate};
 
 /// Version byte written first in every state snapshot. Bump it when the
 /// encoding changes, and keep reading the old one (golden files in tests).
-pub const STATE_VERSION: u8 = 1;
+/// Version 2 added the daily-recurrence memory; version 1 still restores.
+pub const STATE_VERSION: u8 = 2;
 
 /// Factor applied to calibrated scores while alarms are suppressed: below
 /// 0.5, so a suppressed point is never reported as an anomaly.
@@ -259,6 +262,11 @@ pub struct DetectorSpec {
     /// `default_algorithm`, which joins their fixed members or candidates.
     #[serde(default)]
     pub member: Option<Algorithm>,
+    /// An exceedance within this many seconds of the same time of day as an
+    /// exceedance of the day before is a daily pattern and raises no alarm
+    /// (0 = off); see [`recurrence`].
+    #[serde(default)]
+    pub recurrence_tolerance_secs: u32,
 }
 
 /// Keys whose records have at least `min_features` features run `algorithm`
@@ -312,6 +320,7 @@ impl Default for DetectorSpec {
             threshold: ThresholdMode::Quantile,
             multivariate: None,
             member: None,
+            recurrence_tolerance_secs: 0,
         }
     }
 }
@@ -447,6 +456,36 @@ pub struct KeyedDetector {
     warmup: u32,
     suppression: u32,
     suppress_left: u32,
+    recurrence: Option<Recurrence>,
+}
+
+/// [`KeyedDetector`] as encoded by state version 1 (no recurrence memory).
+#[derive(Deserialize)]
+struct KeyedDetectorV1 {
+    algorithm: Algorithm,
+    model: Model,
+    calibrator: Calibrator,
+    n_features: u32,
+    seen: u64,
+    warmup: u32,
+    suppression: u32,
+    suppress_left: u32,
+}
+
+impl From<KeyedDetectorV1> for KeyedDetector {
+    fn from(v: KeyedDetectorV1) -> Self {
+        KeyedDetector {
+            algorithm: v.algorithm,
+            model: v.model,
+            calibrator: v.calibrator,
+            n_features: v.n_features,
+            seen: v.seen,
+            warmup: v.warmup,
+            suppression: v.suppression,
+            suppress_left: v.suppress_left,
+            recurrence: None,
+        }
+    }
 }
 
 impl KeyedDetector {
@@ -467,6 +506,8 @@ impl KeyedDetector {
             warmup: spec.warmup,
             suppression: spec.suppression,
             suppress_left: 0,
+            recurrence: (spec.recurrence_tolerance_secs > 0)
+                .then(|| Recurrence::new(i64::from(spec.recurrence_tolerance_secs) * 1000)),
         }
     }
 
@@ -498,6 +539,13 @@ impl KeyedDetector {
     /// [`KeyedDetector::update`] writing into `out`, reusing its allocation:
     /// the allocation-free hot path.
     pub fn update_into(&mut self, x: &[f64], out: &mut Score) {
+        self.update_at(x, None, out);
+    }
+
+    /// [`KeyedDetector::update_into`] for a point with event time
+    /// `timestamp_ms` (epoch milliseconds), which the daily-recurrence rule
+    /// needs ([`recurrence`]); without one the rule does not apply.
+    pub fn update_at(&mut self, x: &[f64], timestamp_ms: Option<i64>, out: &mut Score) {
         let threshold = self.calibrator.threshold();
         let raw = self.model.update(x, threshold, &mut out.features);
         let raw = univariate::sanitize_raw(raw);
@@ -515,10 +563,19 @@ impl KeyedDetector {
             return;
         }
         let mut score = Calibrator::calibrate(raw, threshold);
+        let exceeds = raw > threshold;
+        // Every exceedance is remembered, suppressed or not, so a daily
+        // pattern is recognised even when its first occurrence was suppressed.
+        let recurring = match (&mut self.recurrence, timestamp_ms) {
+            (Some(r), Some(t)) if exceeds => r.exceedance(t),
+            _ => false,
+        };
         let suppressed = self.suppress_left > 0;
-        let is_anomaly = raw > threshold && !suppressed;
+        let is_anomaly = exceeds && !suppressed && !recurring;
         if suppressed {
             self.suppress_left -= 1;
+        }
+        if suppressed || recurring {
             // A suppressed point keeps its ranking among suppressed points but
             // stays below every unsuppressed alarm, so a consumer that picks
             // its own cut-off on the score sees one alarm per incident too.
@@ -544,6 +601,7 @@ impl KeyedDetector {
         match bytes.split_first() {
             None => Err(StateError::Empty),
             Some((&STATE_VERSION, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&1, rest)) => Ok(postcard::from_bytes::<KeyedDetectorV1>(rest)?.into()),
             Some((&v, _)) => Err(StateError::Version(v)),
         }
     }
@@ -578,6 +636,82 @@ mod tests {
         for p in &points[250..] {
             assert_eq!(a.update(p), b.update(p));
         }
+    }
+
+    #[test]
+    fn a_spike_at_the_same_time_every_day_alarms_only_the_first_day() {
+        const STEP_MS: i64 = 300_000; // 5-minute data: 288 points a day
+        let spec = DetectorSpec {
+            recurrence_tolerance_secs: 1800,
+            ..spec()
+        };
+        let mut rng = SplitMix64::new(11);
+        let mut d = KeyedDetector::new(&spec, 1, 1);
+        let t0 = 1_700_000_000_000;
+        let mut alarms = Vec::new();
+        let mut out = Score::empty(1);
+        for i in 0..288 * 8 {
+            let (day, phase) = (i / 288, i % 288);
+            // A job at about 03:20 every day (± 2 points), from day 3 on; one
+            // spike at another time of day on day 6.
+            let job = day >= 3 && phase == 40 + day * 7 % 5 - 2;
+            let incident = day == 6 && phase == 200;
+            let x = rng.next_gaussian() + if job || incident { 25.0 } else { 0.0 };
+            d.update_at(&[x], Some(t0 + i * STEP_MS), &mut out);
+            if out.is_anomaly {
+                alarms.push((day, phase));
+            }
+        }
+        assert!(alarms.contains(&(3, 40 + (3 * 7 % 5) - 2)), "{alarms:?}");
+        assert!(alarms.contains(&(6, 200)), "{alarms:?}");
+        assert!(
+            !alarms
+                .iter()
+                .any(|&(day, p)| day > 3 && (35..=45).contains(&p)),
+            "the daily job alarms only on its first day: {alarms:?}"
+        );
+        // Snapshot and restore keep the memory of the previous day.
+        let mut e = KeyedDetector::from_bytes(&d.to_bytes()).unwrap();
+        let t = t0 + (288 * 8 + 40) * STEP_MS;
+        let mut restored = Score::empty(1);
+        d.update_at(&[25.0], Some(t), &mut out);
+        e.update_at(&[25.0], Some(t), &mut restored);
+        assert_eq!(out, restored);
+        assert!(!restored.is_anomaly && restored.raw > restored.threshold);
+    }
+
+    #[test]
+    fn version_1_snapshots_still_restore() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            algorithm: Algorithm,
+            model: &'a Model,
+            calibrator: &'a Calibrator,
+            n_features: u32,
+            seen: u64,
+            warmup: u32,
+            suppression: u32,
+            suppress_left: u32,
+        }
+        let mut d = KeyedDetector::new(&spec(), 1, 1);
+        for i in 0..100 {
+            d.update(&[f64::from(i % 7)]);
+        }
+        let mut bytes = vec![1u8];
+        bytes.extend(
+            postcard::to_stdvec(&V1 {
+                algorithm: d.algorithm,
+                model: &d.model,
+                calibrator: &d.calibrator,
+                n_features: d.n_features,
+                seen: d.seen,
+                warmup: d.warmup,
+                suppression: d.suppression,
+                suppress_left: d.suppress_left,
+            })
+            .unwrap(),
+        );
+        assert_eq!(KeyedDetector::from_bytes(&bytes).unwrap(), d);
     }
 
     #[test]

@@ -361,18 +361,17 @@ impl Worker {
         event: Event,
     ) -> Result<Option<(Vec<u8>, Vec<u8>, bool)>, (&'static str, String)> {
         let config = &self.shared.config;
+        // The record's own time (never the wall clock), so replays score identically.
+        let event_time = event.timestamp_ms.or(r.timestamp_ms);
         let score = self
             .engine
-            .score(&key, &event.features)
+            .score_at(&key, &event.features, event_time)
             .map_err(|e| (e.error_type(), e.to_string()))?;
         self.m.keys.set(self.engine.len() as f64);
         if config.anomalies_only && !score.is_anomaly {
             return Ok(None);
         }
-        let timestamp = event
-            .timestamp_ms
-            .or(r.timestamp_ms)
-            .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+        let timestamp = event_time.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         let lag_ms = chrono::Utc::now().timestamp_millis() - timestamp;
         self.m.e2e.record(lag_ms.max(0) as f64 / 1000.0);
         let record = ScoreRecord::new(
