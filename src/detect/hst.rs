@@ -162,28 +162,69 @@ impl HstParams {
     }
 }
 
-/// A built node on the walk (a cache derived from the ring, never
-/// serialized). A terminal node (the walk stops scoring there) loops to
-/// itself: its split is NaN, so every point goes "right" to `child + 1`,
-/// which is the node itself; walks then need no data-dependent branch.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Node {
-    /// Split value in scaled units; a point goes left when `x[feature] < split`.
-    split: f32,
-    /// Index of the left child (the right one follows it).
-    child: u32,
+/// The built nodes of all trees, one array per field (a cache derived from
+/// the ring, never serialized). Children come in pairs, the right one after
+/// the left. A terminal node (the walk stops scoring there) loops to itself:
+/// its split is NaN, so every point goes "right" to `child + 1`, which is the
+/// node itself; walks then need no data-dependent branch.
+#[derive(Debug, Clone, Default)]
+struct Nodes {
     /// Split feature.
-    feature: u32,
+    feature: Vec<u32>,
+    /// Split value in scaled units; a point goes left when `x[feature] < split`.
+    split: Vec<f32>,
+    /// Index of the left child.
+    child: Vec<u32>,
+    /// `log2(1 + mass score of the path from the root to this node)`, what a
+    /// walk that ends here adds (meaningful for terminal nodes).
+    log_mass: Vec<f64>,
+    /// Feature credited when the walk ends here below the size limit, or
+    /// `d` (a slot past the features) for none.
+    credit: Vec<u32>,
 }
 
-/// What a walk that stops at a node adds (meaningful for terminal nodes).
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Leaf {
-    /// `log2(1 + mass score of the path from the root to this node)`.
-    log_mass: f64,
-    /// Feature credited when the walk stops here below the size limit, or
-    /// [`NONE`].
-    credit: u32,
+impl Nodes {
+    fn len(&self) -> usize {
+        self.split.len()
+    }
+
+    fn clear(&mut self) {
+        self.feature.clear();
+        self.split.clear();
+        self.child.clear();
+        self.log_mass.clear();
+        self.credit.clear();
+    }
+
+    /// Appends a terminal node that scores `log_mass` and credits `credit`.
+    fn push_terminal(&mut self, log_mass: f64, credit: u32) {
+        let at = self.len() as u32;
+        self.feature.push(0);
+        self.split.push(f32::NAN);
+        self.child.push(at.wrapping_sub(1));
+        self.log_mass.push(log_mass);
+        self.credit.push(credit);
+    }
+
+    /// Whether every walk from any node stays inside the arrays and reads a
+    /// feature below `d` (checked after each rebuild; the walks rely on it).
+    fn valid(&self, d: usize) -> bool {
+        let len = self.len();
+        self.feature.len() == len
+            && self.child.len() == len
+            && self.log_mass.len() == len
+            && self.credit.len() == len
+            && (0..len).all(|k| {
+                let c = self.child[k] as usize;
+                let reach = if self.split[k].is_nan() {
+                    // `x < NaN` is false for every x: only `child + 1`.
+                    c.wrapping_add(1) == k
+                } else {
+                    c + 1 < len
+                };
+                reach && (self.feature[k] as usize) < d && (self.credit[k] as usize) <= d
+            })
+    }
 }
 
 /// An ancestor's cut, to derive a node's cell.
@@ -217,21 +258,22 @@ fn make_split(seed: u64, heap: u64, d: usize, path: &[Step]) -> (u16, f32) {
 /// restore; equal whenever the serialized state is).
 #[derive(Debug, Clone, Default)]
 struct Forest {
-    /// Nodes of all trees; children in pairs.
-    nodes: Vec<Node>,
-    /// Per node, what a walk ending there scores.
-    leaves: Vec<Leaf>,
-    /// Root index of each tree.
+    /// Nodes of all trees.
+    nodes: Nodes,
+    /// Root index of each tree, padded to a multiple of [`LANES`] with a
+    /// terminal node that scores nothing.
     roots: Vec<u32>,
     /// Deepest level built in each group of [`LANES`] trees.
     heights: Vec<u32>,
-    /// Whether `nodes` reflects the current reference.
+    /// Whether `nodes` reflects the current reference and passed
+    /// [`Nodes::valid`].
     ready: bool,
     /// Points counted in the reference.
     n_ref: u64,
-    /// Reference points scaled with the min–max of the swap (work space).
+    /// Reference points scaled with the min–max of the swap, one column of
+    /// `n_ref` values per feature (work space).
     scaled: Vec<f32>,
-    /// Indices into `scaled` (work space).
+    /// Indices into a column of `scaled` (work space).
     idx: Vec<u32>,
     /// Partition work space.
     tmp: Vec<u32>,
@@ -249,75 +291,103 @@ struct Builder<'a> {
     d: usize,
     depth: u32,
     limit: f64,
+    /// Feature-major reference: column `f` is `points[f * n..(f + 1) * n]`.
     points: &'a [f32],
-    nodes: &'a mut Vec<Node>,
-    leaves: &'a mut Vec<Leaf>,
-    /// Partition work space (one slot per reference point).
-    tmp: &'a mut [u32],
+    n: usize,
+    nodes: &'a mut Nodes,
     height: u32,
     path: [Step; MAX_DEPTH as usize + 1],
 }
 
 impl Builder<'_> {
-    /// Fills `slot` with the node at `level`/`heap` holding the reference
-    /// points `idx`, and recursively its children while it is dense enough.
-    fn fill(&mut self, slot: usize, idx: &mut [u32], level: u32, heap: u64, parent: (f64, u32)) {
+    /// Fills `slot` (pushed as a terminal) with the node at `level`/`heap`
+    /// holding the reference points `idx` (each `< n`), and recursively its
+    /// children while it is dense enough; `spare` (as long as `idx`) is work
+    /// space.
+    fn fill(
+        &mut self,
+        slot: usize,
+        idx: &mut [u32],
+        spare: &mut [u32],
+        level: u32,
+        heap: u64,
+        parent: (f64, u32),
+    ) {
         let m = idx.len() as f64;
         let acc = parent.0 + m * f64::from(1u32 << level);
         let sparse = m < self.limit || m == 0.0;
         if sparse || level == self.depth {
-            self.height = self.height.max(level);
-            self.nodes[slot] = Node {
-                split: f32::NAN,
-                child: (slot as u32).wrapping_sub(1),
-                feature: 0,
-            };
-            self.leaves[slot] = Leaf {
-                log_mass: (1.0 + acc).log2(),
-                // Credit the split that moved the point from a dense cell
-                // into a sparse one.
-                credit: if sparse { parent.1 } else { NONE },
-            };
+            self.terminal(slot, level, acc, sparse, parent.1);
             return;
         }
         let lv = level as usize;
         let (feature, split) = make_split(self.seed, heap, self.d, &self.path[..lv]);
         let f = usize::from(feature);
-        // Branch-free stable partition, left points first: a left point
-        // moves down within `idx` (to a slot already read), a right one goes
-        // to `tmp`; both are written every time, only the counters move.
-        let (mut left, mut right) = (0, 0);
-        let tmp = &mut self.tmp[..idx.len()];
-        for j in 0..idx.len() {
-            let v = idx[j];
-            let go = self.points[v as usize * self.d + f] < split;
-            idx[left] = v;
-            tmp[right] = v;
-            left += usize::from(go);
-            right += usize::from(!go);
-        }
-        idx[left..].copy_from_slice(&tmp[..right]);
+        let col = &self.points[f * self.n..(f + 1) * self.n];
+        let len = idx.len();
         let c = self.nodes.len();
-        let blank = Leaf {
-            log_mass: 0.0,
-            credit: NONE,
-        };
-        self.nodes.extend([self.nodes[slot]; 2]);
-        self.leaves.extend([blank; 2]);
-        self.nodes[slot] = Node {
-            split,
-            child: c as u32,
-            feature: u32::from(feature),
-        };
-        let (l, r) = idx.split_at_mut(left);
+        self.nodes.push_terminal(0.0, self.d as u32);
+        self.nodes.push_terminal(0.0, self.d as u32);
+        self.nodes.feature[slot] = u32::from(feature);
+        self.nodes.split[slot] = split;
+        self.nodes.child[slot] = c as u32;
+        let credit = u32::from(feature);
+        if level + 1 == self.depth {
+            // Both children end the walk: only their sizes matter.
+            let left: usize = idx
+                .iter()
+                // Every index is below `n`, the length of `col`.
+                .map(|&v| usize::from(col[v as usize] < split))
+                .sum();
+            let (ml, mr) = (left as f64, (len - left) as f64);
+            let w = f64::from(1u32 << (level + 1));
+            self.terminal(c, level + 1, acc + ml * w, ml < self.limit, credit);
+            self.terminal(c + 1, level + 1, acc + mr * w, mr < self.limit, credit);
+            return;
+        }
+        // Branch-free partition into `spare`: left points from the front,
+        // right points from the back; every point is written to both ends,
+        // and the copy that lands in the other side's slot is overwritten
+        // later (or is the same point). The order inside a cell is
+        // irrelevant: only sizes count.
+        let spare = &mut spare[..len];
+        let (mut left, mut right) = (0usize, len);
+        for &v in idx.iter() {
+            // SAFETY: `left` counts the left points read so far and
+            // `len - right` the right ones, so `left < right <= len` before
+            // each write; every index in `idx` is below `n`, the length of
+            // `col` (the indices are a permutation of `0..n`).
+            unsafe {
+                let go = *col.get_unchecked(v as usize) < split;
+                *spare.get_unchecked_mut(left) = v;
+                *spare.get_unchecked_mut(right - 1) = v;
+                left += usize::from(go);
+                right -= usize::from(!go);
+            }
+        }
+        let (l, r) = spare.split_at_mut(left);
+        let (l2, r2) = idx.split_at_mut(left);
         self.path[lv] = Step {
             feature,
             split,
             left: true,
         };
-        self.fill(c, l, level + 1, 2 * heap, (acc, u32::from(feature)));
+        self.fill(c, l, l2, level + 1, 2 * heap, (acc, credit));
         self.path[lv].left = false;
-        self.fill(c + 1, r, level + 1, 2 * heap + 1, (acc, u32::from(feature)));
+        self.fill(c + 1, r, r2, level + 1, 2 * heap + 1, (acc, credit));
+    }
+
+    /// Makes `slot` a terminal node at `level` whose path scores `acc`.
+    fn terminal(&mut self, slot: usize, level: u32, acc: f64, sparse: bool, split_feature: u32) {
+        self.height = self.height.max(level);
+        self.nodes.log_mass[slot] = (1.0 + acc).log2();
+        // Credit the split that moved the point from a dense cell into a
+        // sparse one.
+        self.nodes.credit[slot] = if sparse && split_feature != NONE {
+            split_feature
+        } else {
+            self.d as u32
+        };
     }
 }
 
@@ -427,32 +497,29 @@ impl HalfSpaceTrees {
         // scored in: the running min–max at the swap, not each point's own
         // (min–max scaling is affine per feature).
         let affine = &self.swap_affine;
+        let nu = n as usize;
         f.scaled.clear();
-        for t in end - n..end {
+        f.scaled.resize(nu * d, 0.0);
+        for (j, t) in (end - n..end).enumerate() {
             let p = (t % cap) as usize * d;
-            f.scaled.extend(
-                self.ring[p..p + d]
-                    .iter()
-                    .zip(affine)
-                    .map(|(&v, &(a, b))| (a + b * v) as f32),
-            );
+            for (i, (&v, &(a, b))) in self.ring[p..p + d].iter().zip(affine).enumerate() {
+                f.scaled[i * nu + j] = (a + b * v) as f32;
+            }
         }
         f.n_ref = n;
         f.nodes.clear();
-        f.leaves.clear();
         f.roots.clear();
         f.heights.clear();
         f.tmp.clear();
-        f.tmp.resize(n as usize, 0);
+        f.tmp.resize(nu, 0);
         let mut b = Builder {
             seed: 0,
             d,
             depth: self.params.depth,
             limit: self.params.size_limit * n as f64,
             points: &f.scaled,
+            n: nu,
             nodes: &mut f.nodes,
-            leaves: &mut f.leaves,
-            tmp: &mut f.tmp,
             height: 0,
             path: [Step::default(); MAX_DEPTH as usize + 1],
         };
@@ -462,24 +529,23 @@ impl HalfSpaceTrees {
             }
             let root = b.nodes.len();
             f.roots.push(root as u32);
-            b.nodes.push(Node {
-                split: f32::NAN,
-                child: 0,
-                feature: 0,
-            });
-            b.leaves.push(Leaf {
-                log_mass: 0.0,
-                credit: NONE,
-            });
+            b.nodes.push_terminal(0.0, d as u32);
             b.seed = seed;
             f.idx.clear();
             f.idx.extend(0..n as u32);
-            b.fill(root, &mut f.idx, 0, 1, (0.0, NONE));
+            b.fill(root, &mut f.idx, &mut f.tmp, 0, 1, (0.0, NONE));
             if t % LANES == LANES - 1 || t + 1 == self.seeds.len() {
                 f.heights.push(b.height);
             }
         }
-        f.ready = true;
+        // A terminal sink that scores nothing pads the last group of walks
+        // to `LANES` trees (adding +0.0 leaves the sum unchanged).
+        let sink = f.nodes.len() as u32;
+        f.nodes.push_terminal(0.0, d as u32);
+        while f.roots.len() % LANES != 0 {
+            f.roots.push(sink);
+        }
+        f.ready = f.nodes.valid(d) && f.roots.iter().all(|&r| (r as usize) < f.nodes.len());
     }
 }
 
@@ -499,7 +565,7 @@ impl OnlineDetector for HalfSpaceTrees {
         let mut sc = std::mem::take(&mut self.scratch);
         self.stats.sanitize(x, &mut sc.clean);
         sc.credit.clear();
-        sc.credit.resize(d, 0.0);
+        sc.credit.resize(d + 1, 0.0);
         let cap = self.params.ring_points();
         let t = self.windows * u64::from(self.params.window) + u64::from(self.in_window);
         let pos = (t % cap as u64) as usize * d;
@@ -511,32 +577,38 @@ impl OnlineDetector for HalfSpaceTrees {
         sc.scaled
             .extend((0..d).map(|i| self.stats.minmax(i, sc.clean[i]) as f32));
 
-        let raw = if self.windows == 0 {
+        let raw = if self.windows == 0 || !self.forest.ready {
             0.0
         } else {
             let f = &*self.forest;
-            let (nodes, scaled) = (&f.nodes[..], &sc.scaled[..]);
+            let nodes = &f.nodes;
+            let (feature, split, child) = (&nodes.feature[..], &nodes.split[..], &nodes.child[..]);
+            let scaled = &sc.scaled[..d];
             let mut log_mass = 0.0;
-            for (roots, &height) in f.roots.chunks(LANES).zip(&f.heights) {
+            for (roots, &height) in f.roots.chunks_exact(LANES).zip(&f.heights) {
                 let mut at = [0u32; LANES];
-                at[..roots.len()].copy_from_slice(roots);
-                let at = &mut at[..roots.len()];
+                at.copy_from_slice(roots);
                 // A fixed number of steps: an end node loops to itself, and
                 // a data-dependent early exit costs more in mispredictions
                 // than the steps it saves.
                 for _ in 0..height {
                     for i in at.iter_mut() {
-                        let n = nodes[*i as usize];
-                        let left = scaled[n.feature as usize] < n.split;
-                        *i = n.child.wrapping_add(u32::from(!left));
+                        let k = *i as usize;
+                        // SAFETY: `f.ready` holds only when `Nodes::valid(d)`
+                        // passed: from a node below `len` a walk only reaches
+                        // nodes below `len`, features are below `d` (the
+                        // length of `scaled`), and the roots are below `len`.
+                        unsafe {
+                            let x = *scaled.get_unchecked(*feature.get_unchecked(k) as usize);
+                            let left = x < *split.get_unchecked(k);
+                            *i = child.get_unchecked(k).wrapping_add(u32::from(!left));
+                        }
                     }
                 }
                 for &i in at.iter() {
-                    let leaf = f.leaves[i as usize];
-                    log_mass += leaf.log_mass;
-                    if leaf.credit != NONE {
-                        sc.credit[leaf.credit as usize] += 1.0;
-                    }
+                    log_mass += nodes.log_mass[i as usize];
+                    // Slot `d` collects the walks that credit nothing.
+                    sc.credit[nodes.credit[i as usize] as usize] += 1.0;
                 }
             }
             // Geometric mean of the trees' mass scores: each tree's mass is
@@ -547,7 +619,7 @@ impl OnlineDetector for HalfSpaceTrees {
             (top.log2() - mean_log).max(0.0)
         };
 
-        self.stats.explain(&sc.credit, explain);
+        self.stats.explain(&sc.credit[..d], explain);
         self.stats.learn(&sc.clean);
         self.in_window += 1;
         if self.in_window >= self.params.window {
