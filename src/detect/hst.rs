@@ -167,19 +167,29 @@ impl HstParams {
     }
 }
 
+/// Order-preserving map of a non-NaN `f32` to a `u32`: `a < b` exactly when
+/// `key(a) < key(b)` (-0.0 and 0.0 share a key), so walks compare integers.
+/// Finite values get keys above 0, which marks terminal nodes.
+#[inline]
+fn key(x: f32) -> u32 {
+    let b = (x + 0.0).to_bits();
+    b ^ ((((b as i32) >> 31) as u32) | 0x8000_0000)
+}
+
 /// The built nodes of all trees, one array per field (a cache derived from
 /// the ring, never serialized). Children come in pairs, the right one after
 /// the left. A terminal node (the walk stops scoring there) loops to itself:
-/// its split is NaN, so every point goes "right" to `child + 1`, which is the
-/// node itself; walks then need no data-dependent branch.
+/// its split key is 0, below every point's key, so every point goes "right"
+/// to the node itself; walks then need no data-dependent branch.
 #[derive(Debug, Clone, Default)]
 struct Nodes {
     /// Split feature.
     feature: Vec<u32>,
-    /// Split value in scaled units; a point goes left when `x[feature] < split`.
-    split: Vec<f32>,
-    /// Index of the left child.
-    child: Vec<u32>,
+    /// [`key`] of the split value (scaled units), 0 for a terminal node; a
+    /// point goes left when `key(x[feature]) < split`.
+    split: Vec<u32>,
+    /// Index of the right child (the left one is just before it).
+    right: Vec<u32>,
     /// `log2(1 + mass score of the path from the root to this node)`, what a
     /// walk that ends here adds (meaningful for terminal nodes).
     log_mass: Vec<f64>,
@@ -196,19 +206,19 @@ impl Nodes {
     fn clear(&mut self) {
         self.feature.clear();
         self.split.clear();
-        self.child.clear();
+        self.right.clear();
         self.log_mass.clear();
         self.credit.clear();
     }
 
-    /// Appends a terminal node that scores `log_mass` and credits `credit`.
-    fn push_terminal(&mut self, log_mass: f64, credit: u32) {
-        let at = self.len() as u32;
-        self.feature.push(0);
-        self.split.push(f32::NAN);
-        self.child.push(at.wrapping_sub(1));
-        self.log_mass.push(log_mass);
-        self.credit.push(credit);
+    /// Appends `count` terminal nodes that score nothing yet.
+    fn push_terminals(&mut self, count: usize, none: u32) {
+        let at = self.len();
+        self.feature.resize(at + count, 0);
+        self.split.resize(at + count, 0);
+        self.right.extend((at..at + count).map(|k| k as u32));
+        self.log_mass.resize(at + count, 0.0);
+        self.credit.resize(at + count, none);
     }
 
     /// Whether every walk from any node stays inside the arrays and reads a
@@ -216,17 +226,13 @@ impl Nodes {
     fn valid(&self, d: usize) -> bool {
         let len = self.len();
         self.feature.len() == len
-            && self.child.len() == len
+            && self.right.len() == len
             && self.log_mass.len() == len
             && self.credit.len() == len
             && (0..len).all(|k| {
-                let c = self.child[k] as usize;
-                let reach = if self.split[k].is_nan() {
-                    // `x < NaN` is false for every x: only `child + 1`.
-                    c.wrapping_add(1) == k
-                } else {
-                    c + 1 < len
-                };
+                let r = self.right[k] as usize;
+                // With a split key of 0 no point goes left.
+                let reach = r < len && (self.split[k] == 0 || r >= 1);
                 reach && (self.feature[k] as usize) < d && (self.credit[k] as usize) <= d
             })
     }
@@ -338,6 +344,8 @@ struct Builder<'a> {
     nodes: &'a mut Nodes,
     /// Reference points each sampled point stands for.
     weight: f64,
+    /// The last `(mass score, log2(1 + mass score))` computed.
+    last_log: (f64, f64),
     height: u32,
     path: [Step; MAX_DEPTH as usize + 1],
 }
@@ -369,11 +377,10 @@ impl Builder<'_> {
         let col = &self.points[f * self.n..(f + 1) * self.n];
         let len = idx.len();
         let c = self.nodes.len();
-        self.nodes.push_terminal(0.0, self.d as u32);
-        self.nodes.push_terminal(0.0, self.d as u32);
+        self.nodes.push_terminals(2, self.d as u32);
         self.nodes.feature[slot] = u32::from(feature);
-        self.nodes.split[slot] = split;
-        self.nodes.child[slot] = c as u32;
+        self.nodes.split[slot] = key(split);
+        self.nodes.right[slot] = c as u32 + 1;
         let credit = u32::from(feature);
         if level + 1 == self.depth {
             // Both children end the walk: only their sizes matter.
@@ -423,7 +430,11 @@ impl Builder<'_> {
     /// Makes `slot` a terminal node at `level` whose path scores `acc`.
     fn terminal(&mut self, slot: usize, level: u32, acc: f64, sparse: bool, split_feature: u32) {
         self.height = self.height.max(level);
-        self.nodes.log_mass[slot] = (1.0 + acc).log2();
+        // Empty cells repeat their parent's mass: reuse the last logarithm.
+        if acc != self.last_log.0 {
+            self.last_log = (acc, (1.0 + acc).log2());
+        }
+        self.nodes.log_mass[slot] = self.last_log.1;
         // Credit the split that moved the point from a dense cell into a
         // sparse one.
         self.nodes.credit[slot] = if sparse && split_feature != NONE {
@@ -467,7 +478,8 @@ pub struct HalfSpaceTrees {
 #[derive(Debug, Clone, Default)]
 struct Scratch {
     clean: Vec<f64>,
-    scaled: Vec<f32>,
+    /// [`key`]s of the scaled point.
+    keys: Vec<u32>,
     credit: Vec<f64>,
 }
 
@@ -564,6 +576,7 @@ impl HalfSpaceTrees {
             n: nu,
             nodes: &mut f.nodes,
             weight: 1.0,
+            last_log: (0.0, 0.0),
             height: 0,
             path: [Step::default(); MAX_DEPTH as usize + 1],
         };
@@ -573,7 +586,7 @@ impl HalfSpaceTrees {
             }
             let root = b.nodes.len();
             f.roots.push(root as u32);
-            b.nodes.push_terminal(0.0, d as u32);
+            b.nodes.push_terminals(1, d as u32);
             b.seed = seed;
             sample(seed, self.windows, nu, &mut f.idx);
             // Each sampled point stands for `n / k` reference points.
@@ -587,7 +600,7 @@ impl HalfSpaceTrees {
         // A terminal sink that scores nothing pads the last group of walks
         // to `LANES` trees (adding +0.0 leaves the sum unchanged).
         let sink = f.nodes.len() as u32;
-        f.nodes.push_terminal(0.0, d as u32);
+        f.nodes.push_terminals(1, d as u32);
         while f.roots.len() % LANES != 0 {
             f.roots.push(sink);
         }
@@ -619,17 +632,17 @@ impl OnlineDetector for HalfSpaceTrees {
             self.ring.resize(pos + d, 0.0);
         }
         self.ring[pos..pos + d].copy_from_slice(&sc.clean);
-        sc.scaled.clear();
-        sc.scaled
-            .extend((0..d).map(|i| self.stats.minmax(i, sc.clean[i]) as f32));
+        sc.keys.clear();
+        sc.keys
+            .extend((0..d).map(|i| key(self.stats.minmax(i, sc.clean[i]) as f32)));
 
         let raw = if self.windows == 0 || !self.forest.ready {
             0.0
         } else {
             let f = &*self.forest;
             let nodes = &f.nodes;
-            let (feature, split, child) = (&nodes.feature[..], &nodes.split[..], &nodes.child[..]);
-            let scaled = &sc.scaled[..d];
+            let (feature, split, right) = (&nodes.feature[..], &nodes.split[..], &nodes.right[..]);
+            let keys = &sc.keys[..d];
             let mut log_mass = 0.0;
             for (roots, &height) in f.roots.chunks_exact(LANES).zip(&f.heights) {
                 let mut at = [0u32; LANES];
@@ -643,11 +656,11 @@ impl OnlineDetector for HalfSpaceTrees {
                         // SAFETY: `f.ready` holds only when `Nodes::valid(d)`
                         // passed: from a node below `len` a walk only reaches
                         // nodes below `len`, features are below `d` (the
-                        // length of `scaled`), and the roots are below `len`.
+                        // length of `keys`), and the roots are below `len`.
                         unsafe {
-                            let x = *scaled.get_unchecked(*feature.get_unchecked(k) as usize);
+                            let x = *keys.get_unchecked(*feature.get_unchecked(k) as usize);
                             let left = x < *split.get_unchecked(k);
-                            *i = child.get_unchecked(k).wrapping_add(u32::from(!left));
+                            *i = right.get_unchecked(k) - u32::from(left);
                         }
                     }
                 }
