@@ -238,29 +238,18 @@ impl Nodes {
     }
 }
 
-/// An ancestor's cut, to derive a node's cell.
-#[derive(Debug, Clone, Copy, Default)]
-struct Step {
-    feature: u16,
-    split: f32,
-    left: bool,
-}
-
 /// Feature and split of the node at heap position `heap` (root 1, children
-/// `2h`, `2h + 1`) of the tree with `seed`, whose ancestors' cuts are `path`:
-/// they come from a hash of the seed and `heap`, the split lies in the middle
-/// 70% of the node's cell along the feature.
-fn make_split(seed: u64, heap: u64, d: usize, path: &[Step]) -> (u16, f32) {
+/// `2h`, `2h + 1`) of the tree with `seed`, whose cell is `cell` (per
+/// feature, the bounds its ancestors' cuts leave): they come from a hash of
+/// the seed and `heap`, the split lies in the middle 70% of the node's cell
+/// along the feature.
+fn make_split(seed: u64, heap: u64, cell: &[(f64, f64)]) -> (u16, f32) {
     let mut r = SplitMix64::new(seed ^ heap.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let feature = r.next_below(d.clamp(1, MAX_FEATURES) as u64) as u16;
-    let (mut lo, mut hi) = (0.0f64, 1.0f64);
-    for st in path.iter().filter(|st| st.feature == feature) {
-        if st.left {
-            hi = hi.min(f64::from(st.split));
-        } else {
-            lo = lo.max(f64::from(st.split));
-        }
-    }
+    let feature = r.next_below(cell.len().clamp(1, MAX_FEATURES) as u64) as u16;
+    let (lo, hi) = cell
+        .get(usize::from(feature))
+        .copied()
+        .unwrap_or((0.0, 1.0));
     let u = SPLIT_PADDING + (1.0 - 2.0 * SPLIT_PADDING) * r.next_f64();
     (feature, (lo + u * (hi - lo)) as f32)
 }
@@ -347,7 +336,8 @@ struct Builder<'a> {
     /// The last `(mass score, log2(1 + mass score))` computed.
     last_log: (f64, f64),
     height: u32,
-    path: [Step; MAX_DEPTH as usize + 1],
+    /// Per feature, the bounds of the current node's cell.
+    cell: Vec<(f64, f64)>,
 }
 
 impl Builder<'_> {
@@ -371,8 +361,7 @@ impl Builder<'_> {
             self.terminal(slot, level, acc, sparse, parent.1);
             return;
         }
-        let lv = level as usize;
-        let (feature, split) = make_split(self.seed, heap, self.d, &self.path[..lv]);
+        let (feature, split) = make_split(self.seed, heap, &self.cell);
         let f = usize::from(feature);
         let col = &self.points[f * self.n..(f + 1) * self.n];
         let len = idx.len();
@@ -417,14 +406,15 @@ impl Builder<'_> {
         }
         let (l, r) = spare.split_at_mut(left);
         let (l2, r2) = idx.split_at_mut(left);
-        self.path[lv] = Step {
-            feature,
-            split,
-            left: true,
-        };
+        // The children's cells: the cut bounds the feature on each side
+        // (a split never leaves its cell, so min/max keep the nested bound).
+        let (lo, hi) = self.cell[f];
+        let cut = f64::from(split);
+        self.cell[f] = (lo, hi.min(cut));
         self.fill(c, l, l2, level + 1, 2 * heap, (acc, credit));
-        self.path[lv].left = false;
+        self.cell[f] = (lo.max(cut), hi);
         self.fill(c + 1, r, r2, level + 1, 2 * heap + 1, (acc, credit));
+        self.cell[f] = (lo, hi);
     }
 
     /// Makes `slot` a terminal node at `level` whose path scores `acc`.
@@ -578,7 +568,7 @@ impl HalfSpaceTrees {
             weight: 1.0,
             last_log: (0.0, 0.0),
             height: 0,
-            path: [Step::default(); MAX_DEPTH as usize + 1],
+            cell: vec![(0.0, 1.0); d],
         };
         for (t, &seed) in self.seeds.iter().enumerate() {
             if t % LANES == 0 {
