@@ -211,14 +211,15 @@ impl Nodes {
         self.credit.clear();
     }
 
-    /// Appends `count` terminal nodes that score nothing yet.
-    fn push_terminals(&mut self, count: usize, none: u32) {
-        let at = self.len();
-        self.feature.resize(at + count, 0);
-        self.split.resize(at + count, 0);
-        self.right.extend((at..at + count).map(|k| k as u32));
-        self.log_mass.resize(at + count, 0.0);
-        self.credit.resize(at + count, none);
+    /// Appends a terminal node that scores nothing yet.
+    #[inline]
+    fn push_terminal(&mut self, none: u32) {
+        let at = self.len() as u32;
+        self.feature.push(0);
+        self.split.push(0);
+        self.right.push(at);
+        self.log_mass.push(0.0);
+        self.credit.push(none);
     }
 
     /// Whether every walk from any node stays inside the arrays and reads a
@@ -366,7 +367,8 @@ impl Builder<'_> {
         let col = &self.points[f * self.n..(f + 1) * self.n];
         let len = idx.len();
         let c = self.nodes.len();
-        self.nodes.push_terminals(2, self.d as u32);
+        self.nodes.push_terminal(self.d as u32);
+        self.nodes.push_terminal(self.d as u32);
         self.nodes.feature[slot] = u32::from(feature);
         self.nodes.split[slot] = key(split);
         self.nodes.right[slot] = c as u32 + 1;
@@ -576,7 +578,7 @@ impl HalfSpaceTrees {
             }
             let root = b.nodes.len();
             f.roots.push(root as u32);
-            b.nodes.push_terminals(1, d as u32);
+            b.nodes.push_terminal(d as u32);
             b.seed = seed;
             sample(seed, self.windows, nu, &mut f.idx);
             // Each sampled point stands for `n / k` reference points.
@@ -590,7 +592,7 @@ impl HalfSpaceTrees {
         // A terminal sink that scores nothing pads the last group of walks
         // to `LANES` trees (adding +0.0 leaves the sum unchanged).
         let sink = f.nodes.len() as u32;
-        f.nodes.push_terminals(1, d as u32);
+        f.nodes.push_terminal(d as u32);
         while f.roots.len() % LANES != 0 {
             f.roots.push(sink);
         }
