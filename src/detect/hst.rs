@@ -274,21 +274,21 @@ fn sample(seed: u64, windows: u64, n: usize, idx: &mut Vec<u32>) {
         idx.extend(0..n as u32);
         return;
     }
-    idx.resize(n, 0);
     let mut r = SplitMix64::new(seed ^ windows.wrapping_mul(0xD1B5_4A32_D192_ED03));
-    let mut k = 0;
     for start in (0..n).step_by(64) {
         let mut bits = u64::MAX;
         for _ in 0..SAMPLE_SHIFT {
             bits &= r.next_u64();
         }
-        for j in start..(start + 64).min(n) {
-            // Branch-free compaction: always write, advance when sampled.
-            idx[k] = j as u32;
-            k += ((bits >> (j - start)) & 1) as usize;
+        if n - start < 64 {
+            bits &= (1u64 << (n - start)) - 1;
+        }
+        // One step per sampled point (a quarter of the block).
+        while bits != 0 {
+            idx.push((start + bits.trailing_zeros() as usize) as u32);
+            bits &= bits - 1;
         }
     }
-    idx.truncate(k);
 }
 
 /// The built trees (derived from the ring at every window swap and after a
