@@ -185,11 +185,11 @@ fn key(x: f32) -> u32 {
 struct Nodes {
     /// Split feature.
     feature: Vec<u32>,
-    /// [`key`] of the split value (scaled units), 0 for a terminal node; a
-    /// point goes left when `key(x[feature]) < split`.
-    split: Vec<u32>,
-    /// Index of the right child (the left one is just before it).
-    right: Vec<u32>,
+    /// Low 32 bits: [`key`] of the split value (scaled units), 0 for a
+    /// terminal node; a point goes left when `key(x[feature])` is below it.
+    /// High 32 bits: index of the right child (the left one is just before
+    /// it). One load serves both.
+    split_right: Vec<u64>,
     /// `log2(1 + mass score of the path from the root to this node)`, what a
     /// walk that ends here adds (meaningful for terminal nodes).
     log_mass: Vec<f64>,
@@ -200,13 +200,12 @@ struct Nodes {
 
 impl Nodes {
     fn len(&self) -> usize {
-        self.split.len()
+        self.split_right.len()
     }
 
     fn clear(&mut self) {
         self.feature.clear();
-        self.split.clear();
-        self.right.clear();
+        self.split_right.clear();
         self.log_mass.clear();
         self.credit.clear();
     }
@@ -216,8 +215,7 @@ impl Nodes {
     fn push_terminal(&mut self, none: u32) {
         let at = self.len() as u32;
         self.feature.push(0);
-        self.split.push(0);
-        self.right.push(at);
+        self.split_right.push(u64::from(at) << 32);
         self.log_mass.push(0.0);
         self.credit.push(none);
     }
@@ -227,13 +225,15 @@ impl Nodes {
     fn valid(&self, d: usize) -> bool {
         let len = self.len();
         self.feature.len() == len
-            && self.right.len() == len
             && self.log_mass.len() == len
             && self.credit.len() == len
             && (0..len).all(|k| {
-                let r = self.right[k] as usize;
+                let (split, r) = (
+                    self.split_right[k] as u32,
+                    (self.split_right[k] >> 32) as usize,
+                );
                 // With a split key of 0 no point goes left.
-                let reach = r < len && (self.split[k] == 0 || r >= 1);
+                let reach = r < len && (split == 0 || r >= 1);
                 reach && (self.feature[k] as usize) < d && (self.credit[k] as usize) <= d
             })
     }
@@ -370,8 +370,7 @@ impl Builder<'_> {
         self.nodes.push_terminal(self.d as u32);
         self.nodes.push_terminal(self.d as u32);
         self.nodes.feature[slot] = u32::from(feature);
-        self.nodes.split[slot] = key(split);
-        self.nodes.right[slot] = c as u32 + 1;
+        self.nodes.split_right[slot] = u64::from(key(split)) | (c as u64 + 1) << 32;
         let credit = u32::from(feature);
         if level + 1 == self.depth {
             // Both children end the walk: only their sizes matter.
@@ -633,7 +632,7 @@ impl OnlineDetector for HalfSpaceTrees {
         } else {
             let f = &*self.forest;
             let nodes = &f.nodes;
-            let (feature, split, right) = (&nodes.feature[..], &nodes.split[..], &nodes.right[..]);
+            let (feature, split_right) = (&nodes.feature[..], &nodes.split_right[..]);
             let keys = &sc.keys[..d];
             let mut log_mass = 0.0;
             for (roots, &height) in f.roots.chunks_exact(LANES).zip(&f.heights) {
@@ -651,8 +650,9 @@ impl OnlineDetector for HalfSpaceTrees {
                         // length of `keys`), and the roots are below `len`.
                         unsafe {
                             let x = *keys.get_unchecked(*feature.get_unchecked(k) as usize);
-                            let left = x < *split.get_unchecked(k);
-                            *i = right.get_unchecked(k) - u32::from(left);
+                            let sr = *split_right.get_unchecked(k);
+                            let left = x < sr as u32;
+                            *i = (sr >> 32) as u32 - u32::from(left);
                         }
                     }
                 }
