@@ -5,7 +5,9 @@
 //! ```
 //!
 //! Input shapes (documented so numbers are comparable across runs):
-//! - `hst`: Half-Space Trees, 25 trees, depth 15, window 250, 8 Gaussian features.
+//! - `hst`: Half-Space Trees, 25 trees, depth 15, window 250, 8 Gaussian
+//!   features (the issue's reference shape), and the default shape
+//!   (24 trees, depth 12).
 //! - `rcf`: Random Cut Forest, 50 trees, 256 samples, shingle 8 over a
 //!   univariate noisy sine (8 dimensions), AWS RCF's reference shape.
 //! - `loda`: LODA, 100 projections, 40 bins, 8 Gaussian features.
@@ -78,7 +80,7 @@ fn multivariate(c: &mut Criterion) {
     let gauss = gaussian_points(WARMUP + CYCLE, 8, 1);
     let sine = noisy_sine(WARMUP + CYCLE, 2);
     println!(
-        "state bytes per key after {WARMUP} points: hst (default 25x10, d=8) {} | rcf (50x256, shingle 8) {} | loda (100 proj, d=8) {}",
+        "state bytes per key after {WARMUP} points: hst (default 24x12, d=8) {} | rcf (50x256, shingle 8) {} | loda (100 proj, d=8) {}",
         state_bytes(Algorithm::Hst, &gauss[..WARMUP]),
         state_bytes(Algorithm::Rcf, &sine[..WARMUP]),
         state_bytes(Algorithm::Loda, &gauss[..WARMUP]),
@@ -92,6 +94,12 @@ fn multivariate(c: &mut Criterion) {
         c,
         "hst/update 25 trees depth 15 d=8",
         HalfSpaceTrees::new(8, hst, 3),
+        &gauss,
+    );
+    bench_one(
+        c,
+        "hst/update default (24 trees depth 12) d=8",
+        HalfSpaceTrees::new(8, HstParams::default(), 3),
         &gauss,
     );
     let rcf = RcfParams {

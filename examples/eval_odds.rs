@@ -24,6 +24,11 @@
 //! trees of depth `D`, window `W` and `R` reference windows (other parameters
 //! default) as a bare model, without the calibrator, e.g. `hst:10x8x250x1` for
 //! River's shape.
+//!
+//! Environment: `EVAL_REPEAT=N` runs every file `N` times (a fresh detector
+//! each time, same scores) and reports the median rows/s (`EVAL_MIN=1`: the
+//! fastest run, for A/B comparisons on a noisy machine); `EVAL_SEED=S`
+//! replaces the seed 42 (AUC spread over seeds).
 
 use std::time::Instant;
 
@@ -135,9 +140,32 @@ impl Candidate {
         }
     }
 
-    /// Raw scores of every row (prequential), the seconds spent updating and
-    /// the detector's name.
-    fn run(self, rows: &[Vec<f64>]) -> (Vec<f64>, f64, &'static str) {
+    /// Raw scores of every row (prequential), the seconds spent updating
+    /// (median over `repeat` identical fresh runs, or the fastest with
+    /// `EVAL_MIN`) and the detector's name.
+    fn run(self, rows: &[Vec<f64>], repeat: usize) -> (Vec<f64>, f64, &'static str) {
+        let mut times = Vec::with_capacity(repeat);
+        let (mut scores, mut name) = (Vec::new(), "");
+        for _ in 0..repeat.max(1) {
+            let (s, t, n) = self.run_once(rows);
+            (scores, name) = (s, n);
+            times.push(t);
+        }
+        times.sort_by(f64::total_cmp);
+        let pick = if std::env::var_os("EVAL_MIN").is_some() {
+            0
+        } else {
+            times.len() / 2
+        };
+        (scores, times[pick], name)
+    }
+
+    /// One fresh detector over every row.
+    fn run_once(self, rows: &[Vec<f64>]) -> (Vec<f64>, f64, &'static str) {
+        let seed: u64 = std::env::var("EVAL_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(42);
         let d = rows.first().map_or(0, Vec::len);
         let mut scores = Vec::with_capacity(rows.len());
         let start;
@@ -151,7 +179,7 @@ impl Candidate {
                             warmup: 0,
                             ..DetectorSpec::default()
                         },
-                        42,
+                        seed,
                     ),
                     _ => {
                         // Exactly what the service and `pynomaly score` build.
@@ -172,7 +200,7 @@ impl Candidate {
                 }
             }
             Candidate::Hst(params) => {
-                let mut det = HalfSpaceTrees::new(d, params, 42);
+                let mut det = HalfSpaceTrees::new(d, params, seed);
                 let mut ex: Vec<FeatureExplanation> = Vec::with_capacity(d);
                 start = Instant::now();
                 for r in rows {
@@ -200,6 +228,10 @@ fn main() -> Result<()> {
             .chain([Algorithm::Hst, Algorithm::Rcf, Algorithm::Loda].map(Candidate::Keyed))
             .collect(),
     };
+    let repeat: usize = std::env::var("EVAL_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let mut files: Vec<_> = std::fs::read_dir(&dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "csv"))
@@ -240,7 +272,7 @@ fn main() -> Result<()> {
             None => print!(" – | – |"),
         }
         for &candidate in &algos {
-            let (scores, secs, name) = candidate.run(&rows);
+            let (scores, secs, name) = candidate.run(&rows, repeat);
             if let Candidate::Default = candidate {
                 print!(" {name} |");
             }
