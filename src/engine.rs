@@ -5,8 +5,10 @@
 //! that the key keeps sending the same features, scores, and remembers which
 //! keys changed since the last checkpoint. It does no I/O.
 //!
-//! Memory is bounded by a key capacity (`cache_size`): after a checkpoint,
-//! [`Engine::evict_cold`] drops the least recently seen keys beyond it. Their
+//! Memory is bounded by a key capacity (`cache_size`) and a byte budget
+//! (a share of `memory_limit_gb`, measured by the keys' serialized states):
+//! after a checkpoint, [`Engine::evict_cold`] drops the least recently seen
+//! keys until both hold. Their
 //! states are in the store (they were checkpointed and have not changed
 //! since), so the owner reloads one with [`Engine::restore`] when its key
 //! shows up again ([`Engine::needs_load`]), and scoring continues exactly as
@@ -72,6 +74,10 @@ pub struct Engine {
     values: Vec<f64>,
     /// Keys held in memory at most, after a checkpoint.
     capacity: usize,
+    /// Serialized state bytes held in memory at most, after a checkpoint.
+    byte_budget: usize,
+    /// Sum of the keys' last measured serialized state sizes.
+    state_bytes: usize,
     /// Logical clock: points scored, for least-recently-seen eviction.
     clock: u64,
     /// Some states of this partition are in the store only.
@@ -83,6 +89,8 @@ struct Entry {
     names: Vec<String>,
     detector: KeyedDetector,
     last_seen: u64,
+    /// Serialized state size at the last checkpoint or restore (0 before).
+    bytes: usize,
 }
 
 impl Engine {
@@ -96,6 +104,8 @@ impl Engine {
             dirty: HashSet::new(),
             values: Vec::new(),
             capacity: usize::MAX,
+            byte_budget: usize::MAX,
+            state_bytes: 0,
             clock: 0,
             spilled: false,
         }
@@ -108,6 +118,24 @@ impl Engine {
         self
     }
 
+    /// Holds at most `bytes` of serialized state in memory after each
+    /// checkpoint (the owner recomputes it as partitions come and go).
+    pub fn set_byte_budget(&mut self, bytes: usize) {
+        self.byte_budget = bytes;
+    }
+
+    /// Serialized size of the states held, as of their last checkpoint or
+    /// restore: the measure the byte budget applies to (in-memory size is
+    /// larger by allocator and index overhead, and for `rcf` by its cached
+    /// bounding boxes).
+    pub fn state_bytes(&self) -> usize {
+        self.state_bytes
+    }
+
+    fn over_budget(&self) -> bool {
+        self.keys.len() > self.capacity || self.state_bytes > self.byte_budget
+    }
+
     /// Whether `key` is not in memory but may have a state in the store
     /// (some keys were evicted or not restored): the owner should look it up
     /// and [`Engine::restore`] it before scoring it.
@@ -118,7 +146,7 @@ impl Engine {
     /// Whether the key capacity is reached, so further stored keys should be
     /// left in the store at restore (they load on demand).
     pub fn is_full(&self) -> bool {
-        self.keys.len() >= self.capacity
+        self.keys.len() >= self.capacity || self.state_bytes >= self.byte_budget
     }
 
     /// Marks that the store holds states that are not in memory.
@@ -126,33 +154,34 @@ impl Engine {
         self.spilled = true;
     }
 
-    /// Drops the least recently seen keys beyond the capacity; returns how
-    /// many. Only keys whose state is checkpointed (not dirty) are dropped,
-    /// so call it right after a checkpoint.
+    /// Drops the least recently seen keys until the key capacity and the
+    /// byte budget hold; returns how many. Only keys whose state is
+    /// checkpointed (not dirty) are dropped, so call it right after a checkpoint.
     pub fn evict_cold(&mut self) -> usize {
-        let excess = self.keys.len().saturating_sub(self.capacity);
-        if excess == 0 {
+        if !self.over_budget() {
             return 0;
         }
-        let mut clean: Vec<(u64, &Vec<u8>)> = self
+        let mut clean: Vec<(u64, Vec<u8>)> = self
             .keys
             .iter()
             .filter(|(k, _)| !self.dirty.contains(*k))
-            .map(|(k, e)| (e.last_seen, k))
+            .map(|(k, e)| (e.last_seen, k.clone()))
             .collect();
-        let n = excess.min(clean.len());
-        if n == 0 {
-            return 0;
+        clean.sort_unstable_by_key(|(seen, _)| *seen);
+        let mut evicted = 0;
+        for (_, k) in clean {
+            if !self.over_budget() {
+                break;
+            }
+            if let Some(e) = self.keys.remove(&k) {
+                self.state_bytes -= e.bytes;
+                evicted += 1;
+            }
         }
-        if n < clean.len() {
-            clean.select_nth_unstable(n - 1);
+        if evicted > 0 {
+            self.spilled = true;
         }
-        let cold: Vec<Vec<u8>> = clean[..n].iter().map(|(_, k)| (*k).clone()).collect();
-        for k in &cold {
-            self.keys.remove(k);
-        }
-        self.spilled = true;
-        n
+        evicted
     }
 
     /// An engine for records of `topic`: the rules for other topics are dropped.
@@ -214,6 +243,7 @@ impl Engine {
             names: features.iter().map(|(n, _)| n.clone()).collect(),
             detector: KeyedDetector::new(spec, seed_for_key(spec.seed, key), features.len()),
             last_seen: 0,
+            bytes: 0,
         });
         entry.last_seen = self.clock;
         let (names, detector) = (&entry.names, &mut entry.detector);
@@ -249,12 +279,15 @@ impl Engine {
         dirty
             .into_iter()
             .filter_map(|k| {
-                let e = self.keys.get(&k)?;
+                let e = self.keys.get_mut(&k)?;
                 let state = KeyState {
                     features: e.names.clone(),
                     detector: e.detector.to_bytes(),
                 };
-                Some((k, encode_key_state(&state)))
+                let bytes = encode_key_state(&state);
+                self.state_bytes = self.state_bytes - e.bytes + bytes.len();
+                e.bytes = bytes.len();
+                Some((k, bytes))
             })
             .collect()
     }
@@ -263,14 +296,16 @@ impl Engine {
     pub fn restore(&mut self, key: Vec<u8>, bytes: &[u8]) -> Result<(), StateError> {
         let state = decode_key_state(bytes)?;
         let det = KeyedDetector::from_bytes(&state.detector)?;
-        self.keys.insert(
-            key,
-            Entry {
-                names: state.features,
-                detector: det,
-                last_seen: self.clock,
-            },
-        );
+        let entry = Entry {
+            names: state.features,
+            detector: det,
+            last_seen: self.clock,
+            bytes: bytes.len(),
+        };
+        self.state_bytes += entry.bytes;
+        if let Some(old) = self.keys.insert(key, entry) {
+            self.state_bytes -= old.bytes;
+        }
         Ok(())
     }
 }
@@ -497,5 +532,29 @@ mod tests {
             "b was the least recently seen clean key"
         );
         assert!(!e.needs_load(b"a") && !e.needs_load(b"c"));
+    }
+
+    #[test]
+    fn the_byte_budget_evicts_cold_keys_until_the_states_fit() {
+        let mut e = Engine::new(DetectorSpec::default());
+        for k in 0..10u8 {
+            e.score(&[k], &f(1.0)).unwrap();
+        }
+        assert_eq!(e.state_bytes(), 0, "measured at the first checkpoint");
+        let states = e.take_dirty();
+        let total: usize = states.iter().map(|(_, s)| s.len()).sum();
+        assert_eq!(e.state_bytes(), total);
+        let per_key = total / 10;
+        // Room for about four keys: the six least recently seen go.
+        e.set_byte_budget(4 * per_key + per_key / 2);
+        e.score(&[0], &f(1.0)).unwrap(); // key 0 becomes the most recent
+        e.take_dirty();
+        assert_eq!(e.evict_cold(), 6);
+        assert_eq!(e.len(), 4);
+        assert!(e.state_bytes() <= 4 * per_key + per_key / 2);
+        assert!(!e.needs_load(&[0]) && e.needs_load(&[1]));
+        assert!(!e.is_full(), "half a key of room left");
+        e.set_byte_budget(e.state_bytes());
+        assert!(e.is_full(), "a restore stops loading here");
     }
 }

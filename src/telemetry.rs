@@ -34,6 +34,8 @@ pub const CHECKPOINTS: &str = "pynomaly_checkpoints_total";
 pub const STATE_SIZE: &str = "pynomaly_state_size_bytes";
 /// Entity keys held, by `partition` (and `topic`).
 pub const DETECTOR_KEYS: &str = "pynomaly_detector_keys";
+/// Serialized size of the detector states held in memory, by partition.
+pub const DETECTOR_STATE_BYTES: &str = "pynomaly_detector_state_bytes";
 /// Keys dropped from memory beyond `cache_size` (their state stays in RocksDB).
 pub const KEYS_EVICTED: &str = "pynomaly_detector_keys_evicted_total";
 /// Evicted keys brought back from RocksDB when their next record arrived.
@@ -108,6 +110,11 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
     describe_counter!(CHECKPOINTS, "Checkpoints written, by reason.");
     describe_gauge!(STATE_SIZE, Unit::Bytes, "RocksDB live data size.");
     describe_gauge!(DETECTOR_KEYS, "Entity keys with detector state in memory.");
+    describe_gauge!(
+        DETECTOR_STATE_BYTES,
+        Unit::Bytes,
+        "Serialized size of the detector states held in memory."
+    );
     describe_counter!(
         KEYS_EVICTED,
         "Keys dropped from memory beyond cache_size; their state stays in RocksDB."

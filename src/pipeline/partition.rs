@@ -84,6 +84,7 @@ struct Handles {
     processing: Histogram,
     e2e: Histogram,
     keys: Gauge,
+    state_bytes: Gauge,
 }
 
 enum Pending {
@@ -127,6 +128,7 @@ impl PartitionTask {
         let store: &Store = &shared.store;
         let mut engine = Engine::with_rules(shared.spec.clone(), &shared.rules, &topic)
             .with_capacity(shared.config.cache_size);
+        engine.set_byte_budget(state_budget(&shared));
         let started = Instant::now();
         let next_offset = match restore(store, &topic, partition, &mut engine) {
             Ok(o) => o,
@@ -155,8 +157,10 @@ impl PartitionTask {
             processing: histogram!(t::PROCESSING_DURATION, &labels),
             e2e: histogram!(t::END_TO_END_LATENCY, &labels),
             keys: gauge!(t::DETECTOR_KEYS, &labels),
+            state_bytes: gauge!(t::DETECTOR_STATE_BYTES, &labels),
         };
         m.keys.set(engine.len() as f64);
+        m.state_bytes.set(engine.state_bytes() as f64);
         // Export every dead-letter series at zero, so dashboards and alert
         // rates see the series before the first bad record arrives.
         for error_type in DEAD_LETTER_TYPES {
@@ -186,6 +190,19 @@ impl PartitionTask {
             }
         }
     }
+}
+
+/// Share of `memory_limit_gb` that detector states may take, split evenly
+/// over the partitions assigned to this instance. The rest is for what the
+/// serialized size does not count (allocator and index overhead, RCF's cached
+/// boxes), RocksDB's caches, librdkafka's queues and the runtime.
+const STATE_MEMORY_SHARE: f64 = 0.5;
+
+/// This partition's budget of serialized detector state, in bytes.
+fn state_budget(shared: &Shared) -> usize {
+    let partitions = shared.status.assigned().max(1) as f64;
+    (shared.config.memory_limit_gb * f64::from(1u32 << 30) * STATE_MEMORY_SHARE / partitions)
+        as usize
 }
 
 fn restore(
@@ -444,12 +461,15 @@ impl Worker {
         self.since_checkpoint = 0;
         self.shared
             .commit(&self.topic, self.partition, self.next_offset);
-        // Every state is durable now: drop the coldest keys beyond `cache_size`.
+        // Every state is durable now: drop the coldest keys beyond
+        // `cache_size` or this partition's share of the memory budget.
+        self.engine.set_byte_budget(state_budget(&self.shared));
         let evicted = self.engine.evict_cold();
         if evicted > 0 {
             counter!(t::KEYS_EVICTED, "topic" => self.topic.clone(), "partition" => self.partition.to_string()).increment(evicted as u64);
             self.m.keys.set(self.engine.len() as f64);
         }
+        self.m.state_bytes.set(self.engine.state_bytes() as f64);
         Ok(())
     }
 
