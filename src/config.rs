@@ -187,6 +187,10 @@ pub struct Config {
     pub checkpoint_interval_ms: u64,
     /// …and after this many records per partition.
     pub checkpoint_records: u64,
+    /// Key states not rewritten for this many seconds are dropped from the
+    /// store by compaction (the key starts over if it comes back); 0 keeps
+    /// them forever.
+    pub state_ttl_secs: u64,
 
     // --- Admin and lifecycle ---
     /// Admin HTTP port: `/healthz`, `/readyz`, `/metrics`.
@@ -284,6 +288,7 @@ const KEYS: &[&str] = &[
     "data_dir",
     "checkpoint_interval_ms",
     "checkpoint_records",
+    "state_ttl_secs",
     "admin_port",
     "admin_bind",
     "shutdown_timeout_secs",

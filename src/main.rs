@@ -173,7 +173,8 @@ fn run_service(loaded: config::Loaded) -> ExitCode {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = telemetry::install_metrics()?;
     metrics::gauge!(telemetry::MEMORY_LIMIT).set(config.memory_limit_gb * (1u64 << 30) as f64);
-    let store = state::Store::open(&config.data_dir)
+    let ttl = (config.state_ttl_secs > 0).then(|| Duration::from_secs(config.state_ttl_secs));
+    let store = state::Store::open_with_ttl(&config.data_dir, ttl)
         .with_context(|| format!("opening state under {}", config.data_dir.display()))?;
     info!(
         env = ?config.env,

@@ -3,8 +3,19 @@
 //! # Layout
 //! One column family, keys prefixed by record type:
 //! - `o\0{topic}\0{partition: u32 BE}` → next input offset to process (`i64` BE);
-//! - `s\0{topic}\0{partition: u32 BE}\0{entity key}` → one key's state ([`crate::engine::KeyState`]);
-//! - `m\0layout` → layout version.
+//! - `s\0{topic}\0{partition: u32 BE}\0{entity key}` → the wall-clock time
+//!   it was written (epoch ms, `i64` BE), then one key's state
+//!   ([`crate::engine::KeyState`]);
+//! - `m\0layout` → layout version (2; a layout-1 store, whose states have
+//!   no write time, is migrated when opened).
+//!
+//! # Idle keys
+//! With a TTL ([`Store::open_with_ttl`], `state_ttl_secs`), a compaction
+//! filter drops key states not rewritten for longer than the TTL, and
+//! periodic compaction makes sure every file is visited within it, so the
+//! disk does not grow with every key ever seen. A key's state is rewritten
+//! at every checkpoint after the key was scored, so only keys idle for the
+//! whole TTL go; one that comes back later starts over like a new key.
 //!
 //! # Checkpoints
 //! A [`Checkpoint`] is the unit of durability: the changed key states of one
@@ -18,10 +29,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use rocksdb::compaction_filter::Decision;
 use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 
 /// Layout version stored under `m\0layout`.
-const LAYOUT_VERSION: u8 = 1;
+const LAYOUT_VERSION: u8 = 2;
+
+/// Bytes of the write-time prefix of a state value.
+const WRITTEN_AT: usize = 8;
 
 /// Errors from the state store; all are external (disk) errors.
 #[derive(Debug, thiserror::Error)]
@@ -76,8 +93,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store under `dir`.
+    /// Opens (creating if needed) the store under `dir`; states never expire.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with_ttl(dir, None)
+    }
+
+    /// Opens the store under `dir`; with a `ttl`, key states not rewritten
+    /// for longer are dropped by compaction.
+    pub fn open_with_ttl(dir: &Path, ttl: Option<Duration>) -> Result<Store, StoreError> {
         let path = dir.join("state");
         let err = |source| StoreError::Rocks {
             path: path.clone(),
@@ -93,10 +116,24 @@ impl Store {
         // Keep RocksDB's own logs small: they land on the data volume.
         opts.set_keep_log_file_num(3);
         opts.set_max_log_file_size(8 << 20);
+        if let Some(ttl) = ttl {
+            let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+            opts.set_compaction_filter(
+                "pynomaly-state-ttl",
+                move |_level, key: &[u8], value: &[u8]| match written_at(key, value) {
+                    Some(t) if now_ms().saturating_sub(t) > ttl_ms => Decision::Remove,
+                    _ => Decision::Keep,
+                },
+            );
+            // Compact every file at least once per TTL, so idle states go
+            // even when nothing else triggers a compaction of their file.
+            opts.set_periodic_compaction_seconds(ttl.as_secs().max(3600));
+        }
         let db = DB::open(&opts, &path).map_err(err)?;
         match db.get(b"m\0layout").map_err(err)? {
             None => db.put(b"m\0layout", [LAYOUT_VERSION]).map_err(err)?,
             Some(v) if v.as_slice() == [LAYOUT_VERSION] => {}
+            Some(v) if v.as_slice() == [1] => migrate_from_layout_1(&db).map_err(err)?,
             Some(v) => {
                 return Err(StoreError::Layout {
                     path,
@@ -158,7 +195,7 @@ impl Store {
             let Some(entity) = k.strip_prefix(prefix.as_slice()) else {
                 break;
             };
-            if !f(entity, &v) {
+            if !f(entity, v.get(WRITTEN_AT..).unwrap_or_default()) {
                 return Ok(true);
             }
         }
@@ -174,7 +211,13 @@ impl Store {
     ) -> Result<Option<Vec<u8>>, StoreError> {
         let mut key = state_prefix(topic, partition);
         key.extend_from_slice(entity);
-        self.db.get(key).map_err(|e| self.err(e))
+        let v = self.db.get(key).map_err(|e| self.err(e))?;
+        Ok(v.map(|v| v.get(WRITTEN_AT..).unwrap_or_default().to_vec()))
+    }
+
+    /// Compacts the whole store now (the TTL filter runs on every state).
+    pub fn compact(&self) {
+        self.db.compact_range::<&[u8], &[u8]>(None, None);
     }
 
     /// Writes a checkpoint atomically and durably; returns the bytes written.
@@ -182,13 +225,18 @@ impl Store {
         let mut batch = WriteBatch::default();
         let prefix = state_prefix(&cp.topic, cp.partition);
         let mut key = Vec::with_capacity(prefix.len() + 32);
+        let mut value = Vec::new();
         let mut bytes = 0;
+        let now = now_ms().to_be_bytes();
         for (entity, state) in &cp.states {
             key.clear();
             key.extend_from_slice(&prefix);
             key.extend_from_slice(entity);
-            batch.put(&key, state);
-            bytes += key.len() + state.len();
+            value.clear();
+            value.extend_from_slice(&now);
+            value.extend_from_slice(state);
+            batch.put(&key, &value);
+            bytes += key.len() + value.len();
         }
         batch.put(
             offset_key(&cp.topic, cp.partition),
@@ -223,6 +271,38 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The write time of a state entry (`None` for other entries).
+fn written_at(key: &[u8], value: &[u8]) -> Option<i64> {
+    if !key.starts_with(b"s\0") {
+        return None;
+    }
+    let prefix: [u8; WRITTEN_AT] = value.get(..WRITTEN_AT)?.try_into().ok()?;
+    Some(i64::from_be_bytes(prefix))
+}
+
+/// Layout 1 stored states without a write time: prefix each with now.
+fn migrate_from_layout_1(db: &DB) -> Result<(), rocksdb::Error> {
+    let mut batch = WriteBatch::default();
+    let now = now_ms().to_be_bytes();
+    for item in db.iterator(IteratorMode::From(b"s\0", Direction::Forward)) {
+        let (k, v) = item?;
+        if !k.starts_with(b"s\0") {
+            break;
+        }
+        batch.put(&k, [now.as_slice(), &v].concat());
+    }
+    batch.put(b"m\0layout", [LAYOUT_VERSION]);
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    db.write_opt(batch, &wo)
 }
 
 fn offset_key(topic: &str, partition: i32) -> Vec<u8> {
@@ -296,5 +376,69 @@ mod tests {
         assert!(more, "the scan stopped after the first of two states");
         assert_eq!(seen, vec![b"a".to_vec()]);
         assert!(!store.scan_partition("t", 1, |_, _| true).unwrap());
+    }
+
+    fn one_state(topic: &str, key: &[u8], next_offset: i64) -> Checkpoint {
+        Checkpoint {
+            topic: topic.into(),
+            partition: 0,
+            next_offset,
+            states: vec![(key.to_vec(), b"state".to_vec())],
+        }
+    }
+
+    #[test]
+    fn states_idle_longer_than_the_ttl_are_compacted_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with_ttl(dir.path(), Some(Duration::from_millis(1500))).unwrap();
+        store.write(&one_state("t", b"idle", 5)).unwrap();
+        std::thread::sleep(Duration::from_millis(2000));
+        store.write(&one_state("t", b"busy", 9)).unwrap();
+        store.compact();
+        assert_eq!(store.load_key("t", 0, b"idle").unwrap(), None);
+        assert_eq!(
+            store.load_key("t", 0, b"busy").unwrap(),
+            Some(b"state".to_vec())
+        );
+        assert_eq!(
+            store.next_offset("t", 0).unwrap(),
+            Some(9),
+            "offsets never expire"
+        );
+        // Without a TTL nothing expires.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        std::thread::sleep(Duration::from_millis(1600));
+        store.compact();
+        assert_eq!(
+            store.load_key("t", 0, b"busy").unwrap(),
+            Some(b"state".to_vec())
+        );
+    }
+
+    #[test]
+    fn a_layout_1_store_is_migrated_and_its_states_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // What a layout-1 build wrote: states without a write time.
+            let db = DB::open_default(dir.path().join("state")).unwrap();
+            db.put(b"m\0layout", [1]).unwrap();
+            let mut key = state_prefix("t", 0);
+            key.extend_from_slice(b"k");
+            db.put(&key, b"old-state").unwrap();
+            db.put(offset_key("t", 0), 7i64.to_be_bytes()).unwrap();
+        }
+        let store = Store::open_with_ttl(dir.path(), Some(Duration::from_secs(3600))).unwrap();
+        assert_eq!(
+            store.load_key("t", 0, b"k").unwrap(),
+            Some(b"old-state".to_vec())
+        );
+        assert_eq!(store.next_offset("t", 0).unwrap(), Some(7));
+        store.compact();
+        assert_eq!(
+            store.load_partition("t", 0).unwrap().len(),
+            1,
+            "fresh write time"
+        );
     }
 }
