@@ -29,6 +29,29 @@ fn truth(input: &str, n: usize) -> HashMap<(i32, i64), Option<String>> {
         .collect()
 }
 
+/// Scores of an uninterrupted run with default settings over `input`'s `n`
+/// records, by (partition, offset).
+fn reference_run(
+    input: &str,
+    output: &str,
+    dlq: &str,
+    dir: &std::path::Path,
+    n: usize,
+) -> HashMap<(i32, i64), ScoreRecord> {
+    let env = service_env(input, output, dlq, &unique("ref"), &dir.join("ref"));
+    let _reference = Service::start(&env, dir);
+    let reference: HashMap<(i32, i64), ScoreRecord> = scores(&read_topic(output, n, 2 * MINUTE))
+        .into_iter()
+        .map(|r| ((r.partition, r.offset), r))
+        .collect();
+    assert_eq!(
+        reference.len(),
+        n,
+        "the reference run scores every record once"
+    );
+    reference
+}
+
 #[test]
 fn scores_every_offset_once_and_catches_injected_anomalies() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,20 +179,7 @@ fn kill_dash_nine_then_restart_loses_nothing_and_replays_identically() {
     let mut crash = Service::start(&crash_env, dir.path());
     crash.wait_ready(MINUTE);
     assert!(sim.wait().unwrap().success());
-    // Reference: an uninterrupted run over the same input.
-    let ref_env = service_env(
-        &input,
-        &out_ref,
-        &dlq,
-        &unique("ref"),
-        &dir.path().join("ref"),
-    );
-    let _reference = Service::start(&ref_env, dir.path());
-    let reference: HashMap<(i32, i64), ScoreRecord> = scores(&read_topic(&out_ref, n, 2 * MINUTE))
-        .into_iter()
-        .map(|r| ((r.partition, r.offset), r))
-        .collect();
-    assert_eq!(reference.len(), n);
+    let reference = reference_run(&input, &out_ref, &dlq, dir.path(), n);
     // Read everything the crash run published (duplicates included) once every offset is there.
     let deadline = std::time::Instant::now() + 2 * MINUTE;
     let (mut by_offset, mut duplicates) = (HashMap::new(), 0);
@@ -610,20 +620,10 @@ fn bounded_memory_scores_like_unbounded(bound: &[(&str, &str)], max_keys: f64) {
     eprintln!("keys held after the last checkpoint: {held}");
     assert!(held <= max_keys, "{held} keys held, bound {max_keys}");
     assert!(small.metric_sum("pynomaly_detector_keys_loaded_total", "") >= 50.0);
-    let ref_env = service_env(
-        &input,
-        &out_ref,
-        &dlq,
-        &unique("ref"),
-        &dir.path().join("ref"),
-    );
-    let _reference = Service::start(&ref_env, dir.path());
-    let reference = scores(&read_topic(&out_ref, n, 2 * MINUTE));
-    assert_eq!(reference.len(), n);
-    for r in reference {
+    let reference = reference_run(&input, &out_ref, &dlq, dir.path(), n);
+    for (k, r) in reference {
         assert_eq!(
-            bounded[&(r.partition, r.offset)],
-            r,
+            bounded[&k], r,
             "a key reloaded from RocksDB scores as if it had stayed in memory"
         );
     }
