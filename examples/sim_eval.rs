@@ -53,7 +53,10 @@ fn main() {
         for ev in &stream {
             let features: Vec<(String, f64)> =
                 ev.values.iter().map(|(k, v)| (k.clone(), *v)).collect();
-            let s = engine.score(ev.key.as_bytes(), &features).expect("valid");
+            // The event time, as the service passes it (daily-recurrence rule).
+            let s = engine
+                .score_at(ev.key.as_bytes(), &features, Some(ev.timestamp))
+                .expect("valid");
             if let Some(t) = &ev.truth {
                 *caught.entry(t.id.clone()).or_insert(false) |= s.is_anomaly;
             }
