@@ -403,6 +403,15 @@ impl Config {
         positive("cache_size", self.cache_size as u64)?;
         positive("checkpoint_interval_ms", self.checkpoint_interval_ms)?;
         positive("checkpoint_records", self.checkpoint_records)?;
+        if self.recurrence_tolerance_secs >= 43_200 {
+            return Err(ConfigError::new(
+                "recurrence_tolerance_secs",
+                format!(
+                    "{} s would match any time of day; use less than 43200 (12 h), or 0 to turn the rule off",
+                    self.recurrence_tolerance_secs
+                ),
+            ));
+        }
         positive("shutdown_timeout_secs", self.shutdown_timeout_secs)?;
         positive("max_record_bytes", self.max_record_bytes as u64)?;
         if self.workers > 1024 {
@@ -766,6 +775,16 @@ mod tests {
                 "PYNOMALY_MULTIVARIATE_MIN_FEATURES",
             ),
             ("PYNOMALY_BATCH_SIZE", "lots", "PYNOMALY_BATCH_SIZE"),
+            (
+                "PYNOMALY_RECURRENCE_TOLERANCE_SECS",
+                "43200",
+                "PYNOMALY_RECURRENCE_TOLERANCE_SECS",
+            ),
+            (
+                "PYNOMALY_STATE_TTL_SECS",
+                "a month",
+                "PYNOMALY_STATE_TTL_SECS",
+            ),
             ("PYNOMALY_LOG_LEVEL", "LOUD", "PYNOMALY_LOG_LEVEL"),
             ("PYNOMALY_ENV", "prod-ish", "PYNOMALY_ENV"),
             (
