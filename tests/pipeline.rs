@@ -628,3 +628,62 @@ fn bounded_memory_scores_like_unbounded(bound: &[(&str, &str)], max_keys: f64) {
         );
     }
 }
+
+#[test]
+fn suppressed_exceedances_say_why_in_the_score_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output, dlq) = fresh_topics(1);
+    // One key, a point every 5 minutes for 3 days, and a two-point job at
+    // 03:20 every day: day 1 alarms once (its second point is the same
+    // incident), days 2 and 3 are the daily pattern.
+    let t0: i64 = 1_700_006_400_000; // a midnight, UTC
+    let n = 288 * 3;
+    let job = |i: usize| i % 288 == 40 || i % 288 == 41;
+    let records: Vec<(Option<&[u8]>, Vec<u8>)> = (0..n)
+        .map(|i| {
+            let v = 10.0 + ((i * 7919) % 13) as f64 * 0.1 + if job(i) { 30.0 } else { 0.0 };
+            let ts = t0 + i as i64 * 300_000;
+            (
+                None,
+                format!(r#"{{"key":"db-1","timestamp":{ts},"values":{{"load":{v}}}}}"#)
+                    .into_bytes(),
+            )
+        })
+        .collect();
+    produce(&input, Some(0), &records);
+    let mut env = service_env(
+        &input,
+        &output,
+        &dlq,
+        &unique("g"),
+        &dir.path().join("data"),
+    );
+    env.push(("PYNOMALY_SUPPRESSION".into(), "20".into()));
+    let svc = Service::start(&env, dir.path());
+    let mut out = scores(&read_topic(&output, n, MINUTE));
+    assert_eq!(out.len(), n, "log:\n{}", svc.log_text());
+    out.sort_by_key(|r| r.offset);
+    for r in &out {
+        let exceeds = !r.warming_up && r.raw_score > r.threshold;
+        assert_eq!(
+            r.suppressed.is_some(),
+            exceeds && !r.is_anomaly,
+            "suppressed is set exactly for unflagged exceedances: {r:?}"
+        );
+    }
+    let at = |i: usize| (out[i].is_anomaly, out[i].suppressed.as_deref());
+    assert_eq!(at(40), (true, None));
+    assert_eq!(at(41), (false, Some("incident")));
+    for day in 1..3 {
+        assert_eq!(
+            at(day * 288 + 40),
+            (false, Some("daily_pattern")),
+            "day {day}"
+        );
+        assert_eq!(
+            at(day * 288 + 41),
+            (false, Some("daily_pattern")),
+            "day {day}"
+        );
+    }
+}

@@ -150,6 +150,7 @@ mod tests {
             is_anomaly: true,
             detector: "ewma".into(),
             warming_up: false,
+            suppressed: None,
             features: [(
                 "cpu".to_string(),
                 FeatureScore {
@@ -162,6 +163,12 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+        };
+        assert_eq!(codec.decode_score(&codec.encode(&rec)).unwrap(), rec);
+        let rec = ScoreRecord {
+            is_anomaly: false,
+            suppressed: Some("daily_pattern".into()),
+            ..rec
         };
         assert_eq!(codec.decode_score(&codec.encode(&rec)).unwrap(), rec);
     }

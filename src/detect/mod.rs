@@ -67,6 +67,26 @@ pub const STATE_VERSION: u8 = 2;
 /// 0.5, so a suppressed point is never reported as an anomaly.
 pub const SUPPRESSED_SCALE: f64 = 0.25;
 
+/// Why a point above the threshold raised no alarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Suppressed {
+    /// An alarm of the same key fired within `suppression` points (the same incident).
+    Incident,
+    /// The same time of day as an exceedance the day before ([`recurrence`]).
+    DailyPattern,
+}
+
+impl Suppressed {
+    /// The name written in score records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suppressed::Incident => "incident",
+            Suppressed::DailyPattern => "daily_pattern",
+        }
+    }
+}
+
 /// Per-feature explanation of one score.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct FeatureExplanation {
@@ -94,6 +114,8 @@ pub struct Score {
     pub is_anomaly: bool,
     /// True while the key is still warming up: the score is 0 and nothing is flagged.
     pub warming_up: bool,
+    /// Set when the raw score exceeds the threshold but no alarm was raised.
+    pub suppressed: Option<Suppressed>,
     /// One entry per feature, in input order.
     pub features: Vec<FeatureExplanation>,
 }
@@ -108,6 +130,7 @@ impl Score {
             threshold: 0.0,
             is_anomaly: false,
             warming_up: true,
+            suppressed: None,
             features: Vec::with_capacity(n_features),
         }
     }
@@ -557,6 +580,7 @@ impl KeyedDetector {
         out.raw = raw;
         out.threshold = threshold;
         out.warming_up = warming_up;
+        out.suppressed = None;
         if warming_up {
             out.score = 0.0;
             out.is_anomaly = false;
@@ -584,6 +608,11 @@ impl KeyedDetector {
         if is_anomaly {
             self.suppress_left = self.suppression;
         }
+        out.suppressed = match (exceeds, suppressed, recurring) {
+            (true, true, _) => Some(Suppressed::Incident),
+            (true, false, true) => Some(Suppressed::DailyPattern),
+            _ => None,
+        };
         out.score = score;
         out.is_anomaly = is_anomaly;
     }
@@ -678,6 +707,7 @@ mod tests {
         e.update_at(&[25.0], Some(t), &mut restored);
         assert_eq!(out, restored);
         assert!(!restored.is_anomaly && restored.raw > restored.threshold);
+        assert_eq!(restored.suppressed, Some(Suppressed::DailyPattern));
     }
 
     #[test]
