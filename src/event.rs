@@ -55,11 +55,12 @@ pub struct ScoreRecord {
     pub detector: String,
     /// Key still warming up.
     pub warming_up: bool,
-    /// Why a point above the threshold raised no alarm: `incident` or
-    /// `daily_pattern`; `None` otherwise.
-    pub suppressed: Option<String>,
     /// Per-feature explanation.
     pub features: BTreeMap<String, FeatureScore>,
+    /// Why a point above the threshold raised no alarm: `incident` or
+    /// `daily_pattern`; `None` otherwise. Last in the Avro schema, so
+    /// consumers of the previous schema still read every field before it.
+    pub suppressed: Option<String>,
 }
 
 impl ScoreRecord {
@@ -100,8 +101,8 @@ impl ScoreRecord {
             is_anomaly: score.is_anomaly,
             detector: detector.to_string(),
             warming_up: score.warming_up,
-            suppressed: score.suppressed.map(|s| s.as_str().to_string()),
             features,
+            suppressed: score.suppressed.map(|s| s.as_str().to_string()),
         }
     }
 }

@@ -172,4 +172,65 @@ mod tests {
         };
         assert_eq!(codec.decode_score(&codec.encode(&rec)).unwrap(), rec);
     }
+
+    #[test]
+    fn consumers_of_the_previous_anomaly_schema_still_read_every_old_field() {
+        // The schema before `suppressed` was added (its last field).
+        let old_schema: serde_avro_fast::Schema = ANOMALY_SCHEMA
+            .lines()
+            .filter(|l| !l.contains("\"name\": \"suppressed\""))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace(
+                "\"Per-feature explanation.\"},",
+                "\"Per-feature explanation.\"}",
+            )
+            .parse()
+            .expect("the previous schema parses");
+        #[derive(Debug, PartialEq, serde::Deserialize)]
+        struct OldRecord {
+            key: String,
+            offset: i64,
+            warming_up: bool,
+            features: std::collections::BTreeMap<String, FeatureScore>,
+        }
+        let codec = AvroCodec::new();
+        let rec = ScoreRecord {
+            key: "k".into(),
+            timestamp: 1,
+            topic: "t".into(),
+            partition: 2,
+            offset: 3,
+            score: 0.2,
+            raw_score: 5.0,
+            threshold: 3.0,
+            is_anomaly: false,
+            detector: "seasonal".into(),
+            warming_up: false,
+            features: [(
+                "cpu".to_string(),
+                FeatureScore {
+                    value: 9.0,
+                    expected: 1.0,
+                    lower: 0.0,
+                    upper: 2.0,
+                    contribution: 1.0,
+                },
+            )]
+            .into_iter()
+            .collect(),
+            suppressed: Some("daily_pattern".into()),
+        };
+        let old: OldRecord =
+            serde_avro_fast::from_datum_slice(&codec.encode(&rec), &old_schema).unwrap();
+        assert_eq!(
+            old,
+            OldRecord {
+                key: rec.key,
+                offset: rec.offset,
+                warming_up: rec.warming_up,
+                features: rec.features,
+            }
+        );
+    }
 }
