@@ -135,10 +135,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn score_record_round_trips() {
-        let codec = AvroCodec::new();
-        let rec = ScoreRecord {
+    fn sample_record() -> ScoreRecord {
+        ScoreRecord {
             key: "k".into(),
             timestamp: 1,
             topic: "t".into(),
@@ -163,7 +161,13 @@ mod tests {
             )]
             .into_iter()
             .collect(),
-        };
+        }
+    }
+
+    #[test]
+    fn score_record_round_trips() {
+        let codec = AvroCodec::new();
+        let rec = sample_record();
         assert_eq!(codec.decode_score(&codec.encode(&rec)).unwrap(), rec);
         let rec = ScoreRecord {
             is_anomaly: false,
@@ -196,30 +200,9 @@ mod tests {
         }
         let codec = AvroCodec::new();
         let rec = ScoreRecord {
-            key: "k".into(),
-            timestamp: 1,
-            topic: "t".into(),
-            partition: 2,
-            offset: 3,
-            score: 0.2,
-            raw_score: 5.0,
-            threshold: 3.0,
             is_anomaly: false,
-            detector: "seasonal".into(),
-            warming_up: false,
-            features: [(
-                "cpu".to_string(),
-                FeatureScore {
-                    value: 9.0,
-                    expected: 1.0,
-                    lower: 0.0,
-                    upper: 2.0,
-                    contribution: 1.0,
-                },
-            )]
-            .into_iter()
-            .collect(),
             suppressed: Some("daily_pattern".into()),
+            ..sample_record()
         };
         let old: OldRecord =
             serde_avro_fast::from_datum_slice(&codec.encode(&rec), &old_schema).unwrap();
