@@ -161,27 +161,36 @@ impl Engine {
         if !self.over_budget() {
             return 0;
         }
-        let mut clean: Vec<(u64, Vec<u8>)> = self
+        let mut clean: Vec<(u64, usize, &Vec<u8>)> = self
             .keys
             .iter()
             .filter(|(k, _)| !self.dirty.contains(*k))
-            .map(|(k, e)| (e.last_seen, k.clone()))
+            .map(|(k, e)| (e.last_seen, e.bytes, k))
             .collect();
-        clean.sort_unstable_by_key(|(seen, _)| *seen);
-        let mut evicted = 0;
-        for (_, k) in clean {
-            if !self.over_budget() {
-                break;
-            }
-            if let Some(e) = self.keys.remove(&k) {
+        clean.sort_unstable_by_key(|&(seen, _, _)| seen);
+        // The coldest keys whose removal brings both measures within bounds.
+        let (mut keys, mut bytes) = (self.keys.len(), self.state_bytes);
+        let cold: Vec<Vec<u8>> = clean
+            .into_iter()
+            .take_while(|&(_, size, _)| {
+                let over = keys > self.capacity || bytes > self.byte_budget;
+                if over {
+                    keys -= 1;
+                    bytes -= size;
+                }
+                over
+            })
+            .map(|(_, _, k)| k.clone())
+            .collect();
+        for k in &cold {
+            if let Some(e) = self.keys.remove(k) {
                 self.state_bytes -= e.bytes;
-                evicted += 1;
             }
         }
-        if evicted > 0 {
+        if !cold.is_empty() {
             self.spilled = true;
         }
-        evicted
+        cold.len()
     }
 
     /// An engine for records of `topic`: the rules for other topics are dropped.

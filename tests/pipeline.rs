@@ -29,6 +29,12 @@ fn truth(input: &str, n: usize) -> HashMap<(i32, i64), Option<String>> {
         .collect()
 }
 
+/// The standard environment with a fresh consumer group and `dir/data` as
+/// the data directory.
+fn fresh_env(input: &str, output: &str, dlq: &str, dir: &std::path::Path) -> Vec<(String, String)> {
+    service_env(input, output, dlq, &unique("g"), &dir.join("data"))
+}
+
 /// Scores of an uninterrupted run with default settings over `input`'s `n`
 /// records, by (partition, offset).
 fn reference_run(
@@ -72,13 +78,7 @@ fn scores_every_offset_once_and_catches_injected_anomalies() {
             "0.005",
         ],
     );
-    let env = service_env(
-        &input,
-        &output,
-        &dlq,
-        &unique("g"),
-        &dir.path().join("data"),
-    );
+    let env = fresh_env(&input, &output, &dlq, dir.path());
     let mut svc = Service::start(&env, dir.path());
     svc.wait_ready(MINUTE);
     let out = read_topic(&output, n, 2 * MINUTE);
@@ -257,13 +257,7 @@ fn bad_records_are_dead_lettered_and_the_partition_keeps_flowing() {
         records.push((None, good(records.len())));
     }
     produce(&input, Some(0), &records);
-    let env = service_env(
-        &input,
-        &output,
-        &dlq,
-        &unique("g"),
-        &dir.path().join("data"),
-    );
+    let env = fresh_env(&input, &output, &dlq, dir.path());
     let svc = Service::start(&env, dir.path());
     let dead = read_topic(&dlq, bad.len(), MINUTE);
     assert_eq!(dead.len(), bad.len(), "log:\n{}", svc.log_text());
@@ -326,13 +320,7 @@ fn avro_records_are_scored_and_bad_avro_is_dead_lettered() {
         (None, ev(2.0)),
     ];
     produce(&input, Some(0), &records);
-    let mut env = service_env(
-        &input,
-        &output,
-        &dlq,
-        &unique("g"),
-        &dir.path().join("data"),
-    );
+    let mut env = fresh_env(&input, &output, &dlq, dir.path());
     env.push(("PYNOMALY_INPUT_FORMAT".into(), "avro".into()));
     let svc = Service::start(&env, dir.path());
     let dead = read_topic(&dlq, 3, MINUTE);
@@ -517,13 +505,7 @@ fn key_pattern_overrides_choose_the_detector() {
         Some(0),
         &[(None, record("card-7")), (None, record("host-1"))],
     );
-    let mut env = service_env(
-        &input,
-        &output,
-        &dlq,
-        &unique("g"),
-        &dir.path().join("data"),
-    );
+    let mut env = fresh_env(&input, &output, &dlq, dir.path());
     env.push(("PYNOMALY_CONFIG".into(), config.display().to_string()));
     let svc = Service::start(&env, dir.path());
     let out = scores(&read_topic(&output, 2, MINUTE));
@@ -651,13 +633,7 @@ fn suppressed_exceedances_say_why_in_the_score_record() {
         })
         .collect();
     produce(&input, Some(0), &records);
-    let mut env = service_env(
-        &input,
-        &output,
-        &dlq,
-        &unique("g"),
-        &dir.path().join("data"),
-    );
+    let mut env = fresh_env(&input, &output, &dlq, dir.path());
     env.push(("PYNOMALY_SUPPRESSION".into(), "20".into()));
     let svc = Service::start(&env, dir.path());
     let mut out = scores(&read_topic(&output, n, MINUTE));

@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::univariate::{Step, Univariate};
+use super::univariate::{Step, Univariate, SD_FLOOR_REL};
 
 /// Allowance `k` in σ: tuned to detect shifts of about `2k = 1` σ fastest.
 pub const DEFAULT_K: f64 = 0.5;
@@ -26,8 +26,6 @@ const SLOW_ALPHA: f64 = 0.01;
 const FAST_ALPHA: f64 = 0.2;
 /// Points before the sums run (the reference is unreliable before).
 const SETTLE: u32 = 10;
-/// Relative floor on the reference scale.
-const SD_FLOOR_REL: f64 = 1e-9;
 
 /// CUSUM state of one series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

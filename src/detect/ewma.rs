@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::univariate::{Step, Univariate};
+use super::univariate::{Step, Univariate, SD_FLOOR_REL};
 
 /// Default smoothing factor: a long memory (≈ 4,000 points, two weeks of
 /// 5-minute data), so the normal range is that of the key's history rather
@@ -21,10 +21,6 @@ pub const DEFAULT_ALPHA: f64 = 0.0005;
 
 /// Points learned unclipped before winsorizing starts (variance is unreliable before).
 const UNCLIPPED_POINTS: u32 = 10;
-
-/// Relative floor on the standard deviation, so a constant series does not
-/// divide by zero while a change of a constant series still scores very high.
-const SD_FLOOR_REL: f64 = 1e-9;
 
 /// EWMA z-score state of one series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -243,10 +243,7 @@ impl OnlineDetector for Loda {
 mod tests {
     use super::*;
 
-    fn run(d: &mut Loda, pts: &[Vec<f64>]) -> Vec<f64> {
-        let mut ex = Vec::new();
-        pts.iter().map(|p| d.update(p, 0.0, &mut ex)).collect()
-    }
+    use crate::detect::raw_scores as run;
 
     fn blob(n: usize, seed: u64) -> Vec<Vec<f64>> {
         let mut r = SplitMix64::new(seed);

@@ -37,6 +37,16 @@ pub mod univariate;
 #[cfg(test)]
 mod proptests;
 
+/// Raw scores of `points`, each scored then learned, in order (tests).
+#[cfg(test)]
+fn raw_scores<D: OnlineDetector>(d: &mut D, points: &[Vec<f64>]) -> Vec<f64> {
+    let mut explain = Vec::new();
+    points
+        .iter()
+        .map(|p| d.update(p, 0.0, &mut explain))
+        .collect()
+}
+
 use std::fmt;
 use std::str::FromStr;
 

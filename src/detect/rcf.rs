@@ -245,6 +245,16 @@ fn p16(p: u32) -> u16 {
     }
 }
 
+/// The parent index a [`p16`] value stands for.
+#[inline]
+fn unp16(p: u16) -> u32 {
+    if p == u16::MAX {
+        NIL
+    } else {
+        u32::from(p)
+    }
+}
+
 /// Internal node: a cut and two children (tagged refs: low bit 1 = leaf).
 /// 24 bytes: the walks are bound by memory traffic, so fields are narrow.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -269,11 +279,7 @@ impl Internal {
 
     #[inline]
     fn parent(&self) -> u32 {
-        if self.parent == u16::MAX {
-            NIL
-        } else {
-            u32::from(self.parent)
-        }
+        unp16(self.parent)
     }
 
     /// Adds `delta` to the side holding `child`.
@@ -306,11 +312,7 @@ impl Leaf {
 
     #[inline]
     fn parent(&self) -> u32 {
-        if self.parent == u16::MAX {
-            NIL
-        } else {
-            u32::from(self.parent)
-        }
+        unp16(self.parent)
     }
 }
 
@@ -1158,10 +1160,7 @@ impl OnlineDetector for RandomCutForest {
 mod tests {
     use super::*;
 
-    fn run(d: &mut RandomCutForest, pts: &[Vec<f64>]) -> Vec<f64> {
-        let mut ex = Vec::new();
-        pts.iter().map(|p| d.update(p, 0.0, &mut ex)).collect()
-    }
+    use crate::detect::raw_scores as run;
 
     fn blob(n: usize, seed: u64) -> Vec<Vec<f64>> {
         let mut r = SplitMix64::new(seed);

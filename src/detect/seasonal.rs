@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::univariate::{Step, Univariate};
+use super::univariate::{Step, Univariate, SD_FLOOR_REL};
 
 /// Candidate periods, in points: 12 and 24 (hourly data: half day, day),
 /// 48 (half-hourly day), 96 and 144 (15- and 10-minute days), 168 (hourly
@@ -46,8 +46,6 @@ pub const SEASON_GAMMA: f64 = 0.1;
 /// On the NAB development subset 0.001 scored 55.0 (standard) against 50.3
 /// at 0.02 and 54.7 at 0.0005.
 const RESID_ALPHA: f64 = 0.001;
-/// Relative floor on the residual scale.
-const SD_FLOOR_REL: f64 = 1e-9;
 /// Floor on the residual scale as a share of the series' own long-run
 /// standard deviation: after a perfectly flat stretch the residual variance
 /// collapses, and the first wiggle would otherwise score a z of millions.

@@ -19,6 +19,11 @@ use super::{FeatureExplanation, OnlineDetector};
 /// Largest magnitude a detector learns: squares (1e300) still fit in an f64.
 pub const INPUT_CLAMP: f64 = 1e150;
 
+/// Relative floor on a univariate detector's scale, `SD_FLOOR_REL * (1 +
+/// |level|)`: a constant series does not divide by zero, while a change of a
+/// constant series still scores very high.
+pub const SD_FLOOR_REL: f64 = 1e-9;
+
 /// Largest raw score reported: a z-score of a trillion is "infinitely
 /// anomalous"; capping keeps the quantile sketches' arithmetic finite.
 pub const RAW_MAX: f64 = 1e12;

@@ -202,7 +202,7 @@ impl Store {
             let Some(entity) = k.strip_prefix(prefix.as_slice()) else {
                 break;
             };
-            if !f(entity, v.get(WRITTEN_AT..).unwrap_or_default()) {
+            if !f(entity, state_of(&v)) {
                 return Ok(true);
             }
         }
@@ -219,7 +219,10 @@ impl Store {
         let mut key = state_prefix(topic, partition);
         key.extend_from_slice(entity);
         let v = self.db.get(key).map_err(|e| self.err(e))?;
-        Ok(v.map(|v| v.get(WRITTEN_AT..).unwrap_or_default().to_vec()))
+        Ok(v.map(|mut v| {
+            v.drain(..WRITTEN_AT.min(v.len()));
+            v
+        }))
     }
 
     /// Compacts the whole store now (the TTL filter runs on every state).
@@ -281,9 +284,12 @@ impl Store {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// A stored state value without its write-time prefix.
+fn state_of(value: &[u8]) -> &[u8] {
+    value.get(WRITTEN_AT..).unwrap_or_default()
 }
 
 /// The write time of a state entry (`None` for other entries).
